@@ -1,0 +1,74 @@
+"""mdl's one error tree.
+
+Every failure mdl reports is an ``MdlError``; foreign exceptions are translated where they enter::
+
+    MdlError
+    ├── InvalidReference        a reference, name, tag or digest that breaks its grammar
+    ├── ModelfileError          a Modelfile that does not parse or validate (file:line)
+    ├── GGUFError               a file that is not a readable GGUF model
+    ├── BuildError              a Modelfile that parses but cannot be built
+    └── StoreError              the local store
+        ├── NotFound            no blob, manifest or tag by that name
+        ├── DigestMismatch      content whose digest is not the one expected
+        ├── SizeMismatch        content whose size is not the one expected
+        ├── StoreFull           the disk filled up; nothing was written
+        └── StoreLocked         another process holds the store lock past the timeout
+
+``exit_code`` is what the CLI exits with.
+"""
+
+from __future__ import annotations
+
+
+class MdlError(Exception):
+    """Base of every error mdl reports; its message is one line meant for a person."""
+
+    exit_code = 1
+
+
+class InvalidReference(MdlError):
+    exit_code = 2
+
+
+class ModelfileError(MdlError):
+    """A Modelfile error, located: ``Modelfile:3: unknown instruction "FORM"``."""
+
+    exit_code = 2
+
+    def __init__(self, path: str, line: int, message: str) -> None:
+        self.path = path
+        self.line = line
+        self.message = message
+        super().__init__(f"{path}:{line}: {message}")
+
+
+class GGUFError(MdlError):
+    exit_code = 2
+
+
+class BuildError(MdlError):
+    exit_code = 2
+
+
+class StoreError(MdlError):
+    pass
+
+
+class NotFound(StoreError):
+    exit_code = 4
+
+
+class DigestMismatch(StoreError):
+    pass
+
+
+class SizeMismatch(StoreError):
+    pass
+
+
+class StoreFull(StoreError):
+    pass
+
+
+class StoreLocked(StoreError):
+    pass

@@ -1,0 +1,133 @@
+"""mdl's model artifact: a CNCF ModelPack manifest whose layers are the files of a model.
+
+Pure: it assembles and reads documents; the builder and the store move the bytes.
+See docs/format.md for the format with an example.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mdl.spec import mediatypes as mt
+from mdl.spec.descriptor import Descriptor
+from mdl.spec.manifest import Manifest
+
+ANNOTATION_TEMPLATE_FORMAT = "dev.mdl.template.format"
+
+_JINJA = re.compile(r"\{%|\{\{-?\s*(messages|bos_token|eos_token|raise_exception)\b")
+
+
+def template_format(text: str) -> str:
+    """``jinja`` for a Jinja chat template (as GGUF files carry), ``go`` for Ollama's Go form."""
+    return "jinja" if _JINJA.search(text) else "go"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The ``application/vnd.cncf.model.config.v1+json`` document."""
+
+    architecture: str | None = None
+    param_size: str | None = None
+    quantization: str | None = None
+    precision: str | None = None
+    context_length: int | None = None
+    name: str | None = None
+    version: str | None = None
+    licenses: tuple[str, ...] = ()
+    created_at: str | None = None
+    diff_ids: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        descriptor: dict[str, Any] = {}
+        if self.created_at:
+            descriptor["createdAt"] = self.created_at
+        if self.name:
+            descriptor["name"] = self.name
+        if self.version:
+            descriptor["version"] = self.version
+        if self.licenses:
+            descriptor["licenses"] = list(self.licenses)
+        config: dict[str, Any] = {"format": "gguf"}
+        for key, value in (
+            ("architecture", self.architecture),
+            ("paramSize", self.param_size),
+            ("precision", self.precision),
+            ("quantization", self.quantization),
+            ("contextLength", self.context_length),
+        ):
+            if value is not None:
+                config[key] = value
+        return {
+            "descriptor": descriptor,
+            "config": config,
+            "modelfs": {"type": "layers", "diffIds": list(self.diff_ids)},
+        }
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> ModelConfig:
+        descriptor = obj.get("descriptor") or {}
+        config = obj.get("config") or {}
+        modelfs = obj.get("modelfs") or {}
+        return cls(
+            architecture=config.get("architecture"),
+            param_size=config.get("paramSize"),
+            quantization=config.get("quantization"),
+            precision=config.get("precision"),
+            context_length=config.get("contextLength"),
+            name=descriptor.get("name"),
+            version=descriptor.get("version"),
+            licenses=tuple(descriptor.get("licenses") or ()),
+            created_at=descriptor.get("createdAt"),
+            diff_ids=tuple(modelfs.get("diffIds") or modelfs.get("diff_ids") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """A model's layers keyed by their ``org.cncf.model.filepath``, in manifest order."""
+
+    files: Mapping[str, Descriptor] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> ModelFiles:
+        return cls(
+            {
+                layer.annotations[mt.ANNOTATION_FILEPATH]: layer
+                for layer in manifest.layers
+                if mt.ANNOTATION_FILEPATH in layer.annotations
+            }
+        )
+
+    def get(self, filepath: str) -> Descriptor | None:
+        return self.files.get(filepath)
+
+    @property
+    def adapters(self) -> list[tuple[str, Descriptor]]:
+        return [(p, d) for p, d in self.files.items() if p.startswith(mt.ADAPTER_DIR)]
+
+    @property
+    def licenses(self) -> list[Descriptor]:
+        return [
+            d
+            for p, d in self.files.items()
+            if p == mt.LICENSE_FILE or p.startswith(mt.LICENSE_FILE + ".")
+        ]
+
+
+def license_filepath(index: int) -> str:
+    """``LICENSE``, ``LICENSE.2``, ``LICENSE.3``, … for the 0-based ``index``."""
+    return mt.LICENSE_FILE if index == 0 else f"{mt.LICENSE_FILE}.{index + 1}"
+
+
+def model_manifest(
+    config: Descriptor, layers: Sequence[Descriptor], annotations: Mapping[str, str]
+) -> Manifest:
+    return Manifest(
+        config=config,
+        layers=tuple(layers),
+        artifact_type=mt.MODEL_ARTIFACT,
+        annotations=dict(annotations),
+    )

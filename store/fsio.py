@@ -1,0 +1,42 @@
+"""Durable file-system steps shared by the store: atomic replace, directory fsync, errno mapping."""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from pathlib import Path
+
+from mdl.spec.errors import StoreError, StoreFull
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def write_error(exc: OSError, path: Path) -> StoreError:
+    """Map an OSError from writing ``path``: a full disk gets its own error."""
+    if exc.errno in _NO_SPACE:
+        return StoreFull(f"no space left on device writing {path}: nothing was stored")
+    return StoreError(f"cannot write {path}: {exc.strerror}")
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so a reader sees the old or the new file, never a mix."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}")
+    try:
+        with open(temp, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise write_error(exc, path) from exc
+    fsync_dir(path.parent)

@@ -1,0 +1,77 @@
+"""Where everything lives under ``$MDL_HOME``; the only module that joins store paths.
+
+::
+
+    $MDL_HOME/                      (default ~/.mdl)
+    ├── store/                      an OCI image layout (oci-layout, index.json, blobs/)
+    │   ├── oci-layout              {"imageLayoutVersion": "1.0.0"}
+    │   ├── index.json              one entry per tag; annotation org.opencontainers.image.ref.name
+    │   │                           holds the full reference ("tiny:latest", "host:5000/ns/m:1.0")
+    │   ├── mdl-store.json          {"version": N}: the store format, for later migrations
+    │   ├── blobs/<alg>/<hex>       content, verified and read-only (0444)
+    │   ├── ingest/<id>             blobs being written; renamed into blobs/ once verified
+    │   ├── .lock                   flock: writers hold it shared, sweeps (rm, prune) exclusive
+    │   └── .index.lock             flock: serialises read-modify-write of index.json
+    └── cache/files/<sha256(path)>  digest of a source file by (size, mtime, inode): builds skip
+                                    re-hashing an unchanged GGUF
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from mdl.spec.digest import Digest
+
+STORE_VERSION = 1
+
+
+def home() -> Path:
+    """``$MDL_HOME``, or ``~/.mdl``."""
+    return Path(os.environ.get("MDL_HOME") or Path.home() / ".mdl")
+
+
+def store_root(mdl_home: Path) -> Path:
+    return mdl_home / "store"
+
+
+def oci_layout_file(root: Path) -> Path:
+    return root / "oci-layout"
+
+
+def index_file(root: Path) -> Path:
+    return root / "index.json"
+
+
+def version_file(root: Path) -> Path:
+    return root / "mdl-store.json"
+
+
+def blobs_dir(root: Path) -> Path:
+    return root / "blobs"
+
+
+def blob(root: Path, digest: Digest) -> Path:
+    return root / "blobs" / digest.algorithm / digest.hex
+
+
+def ingest_dir(root: Path) -> Path:
+    return root / "ingest"
+
+
+def ingest_file(root: Path, name: str) -> Path:
+    return root / "ingest" / name
+
+
+def store_lock(root: Path) -> Path:
+    return root / ".lock"
+
+
+def index_lock(root: Path) -> Path:
+    return root / ".index.lock"
+
+
+def file_cache(mdl_home: Path, source: Path) -> Path:
+    key = hashlib.sha256(os.fsencode(source)).hexdigest()
+    return mdl_home / "cache" / "files" / key

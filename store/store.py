@@ -1,0 +1,259 @@
+"""The local store: an OCI image layout of content-addressed blobs plus tags in index.json.
+
+Concurrency: every mdl process that adds content holds the store lock shared for the whole
+operation (``writing()``); ``remove`` and ``prune`` free blobs only under the exclusive lock, so
+they never delete a blob that a running build or pull is about to reference. index.json is
+rewritten atomically (temp file, fsync, rename) under its own lock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from mdl.spec import manifest as manifests
+from mdl.spec import mediatypes as mt
+from mdl.spec.descriptor import Descriptor
+from mdl.spec.digest import Digest
+from mdl.spec.errors import NotFound, StoreError
+from mdl.spec.manifest import Index, Manifest
+from mdl.spec.reference import Reference
+from mdl.store import layout
+from mdl.store.fsio import atomic_write
+from mdl.store.ingest import Ingest
+from mdl.store.lock import file_lock
+
+
+@dataclass(frozen=True)
+class Tagged:
+    """One index.json entry: a full reference and the manifest or index it names."""
+
+    reference: str
+    descriptor: Descriptor
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    blobs: tuple[Digest, ...]
+    bytes_freed: int
+    ingest_files: int
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._initialise()
+
+    @classmethod
+    def open(cls, mdl_home: Path | None = None) -> Store:
+        return cls(layout.store_root(mdl_home or layout.home()))
+
+    # -- layout ----------------------------------------------------------------------------
+
+    def _initialise(self) -> None:
+        try:
+            (layout.blobs_dir(self.root) / "sha256").mkdir(parents=True, exist_ok=True)
+            layout.ingest_dir(self.root).mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store at {self.root}: {exc.strerror}") from exc
+        version_path = layout.version_file(self.root)
+        if version_path.exists():
+            version = json.loads(version_path.read_bytes()).get("version")
+            if not isinstance(version, int) or version > layout.STORE_VERSION:
+                raise StoreError(
+                    f"{self.root}: store format {version} is newer than this mdl understands "
+                    f"({layout.STORE_VERSION}); upgrade mdl"
+                )
+            return
+        with file_lock(layout.index_lock(self.root), exclusive=True):
+            if not layout.oci_layout_file(self.root).exists():
+                atomic_write(layout.oci_layout_file(self.root), b'{"imageLayoutVersion":"1.0.0"}')
+            if not layout.index_file(self.root).exists():
+                self._write_index([])
+            atomic_write(version_path, json.dumps({"version": layout.STORE_VERSION}).encode())
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold while adding content that a tag will reference; sweeps wait for it."""
+        with file_lock(layout.store_lock(self.root), exclusive=False):
+            yield
+
+    # -- blobs -----------------------------------------------------------------------------
+
+    def blob_path(self, digest: Digest) -> Path:
+        return layout.blob(self.root, digest)
+
+    def has_blob(self, digest: Digest) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def exists(self, desc: Descriptor) -> bool:
+        path = self.blob_path(desc.digest)
+        try:
+            return path.stat().st_size == desc.size
+        except FileNotFoundError:
+            return False
+
+    def ingest(self, expected: Descriptor | None = None, *, resumable: bool = False) -> Ingest:
+        return Ingest(self.root, expected, resumable=resumable)
+
+    def put_bytes(
+        self, media_type: str, data: bytes, annotations: dict[str, str] | None = None
+    ) -> Descriptor:
+        desc = Descriptor.for_bytes(media_type, data, annotations)
+        if not self.exists(desc):
+            with self.ingest(desc) as ingest:
+                ingest.write(data)
+                ingest.commit()
+        return desc
+
+    def open_blob(self, desc: Descriptor) -> BinaryIO:
+        try:
+            return open(self.blob_path(desc.digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"{desc.digest}: {desc.media_type}: blob not in the store") from None
+
+    def read_blob(self, desc: Descriptor) -> bytes:
+        """Read a small blob whole and check it against its descriptor."""
+        with self.open_blob(desc) as blob:
+            data = blob.read()
+        if len(data) != desc.size or Digest.of(data, desc.digest.algorithm) != desc.digest:
+            raise StoreError(f"{desc.digest}: {desc.media_type}: stored blob is corrupt")
+        return data
+
+    def read_manifest(self, desc: Descriptor) -> Manifest | Index:
+        return manifests.parse(self.read_blob(desc), desc.media_type)
+
+    # -- tags ------------------------------------------------------------------------------
+
+    def tags(self) -> list[Tagged]:
+        return [
+            Tagged(entry.annotations[mt.ANNOTATION_REF_NAME], entry)
+            for entry in self._read_index()
+            if mt.ANNOTATION_REF_NAME in entry.annotations
+        ]
+
+    def resolve(self, ref: Reference) -> Descriptor:
+        """The manifest or index a reference names now; a digest wins over a tag."""
+        if ref.digest:
+            return self._resolve_digest(ref)
+        wanted = str(ref)
+        for tagged in self.tags():
+            if tagged.reference == wanted:
+                return tagged.descriptor.with_annotations({})
+        raise NotFound(f"model {wanted} not found")
+
+    def _resolve_digest(self, ref: Reference) -> Descriptor:
+        assert ref.digest
+        for tagged in self.tags():
+            if tagged.descriptor.digest == ref.digest:
+                return tagged.descriptor.with_annotations({})
+        if not self.has_blob(ref.digest):
+            raise NotFound(f"model {ref} not found")
+        data = self.blob_path(ref.digest).read_bytes()
+        doc = manifests.parse(data)
+        return Descriptor(doc.media_type, ref.digest, len(data))
+
+    def tag(self, desc: Descriptor, ref: Reference) -> None:
+        name = str(ref.without_digest())
+        entry = desc.with_annotations({mt.ANNOTATION_REF_NAME: name})
+        with file_lock(layout.index_lock(self.root), exclusive=True):
+            entries = [e for e in self._read_index() if _ref_name(e) != name]
+            entries.append(entry)
+            self._write_index(entries)
+
+    def untag(self, ref: Reference) -> list[Tagged]:
+        """Remove the tag (or, for a digest reference, every tag of that digest)."""
+        with file_lock(layout.index_lock(self.root), exclusive=True):
+            entries = self._read_index()
+            if ref.digest:
+                removed = [e for e in entries if e.digest == ref.digest]
+            else:
+                removed = [e for e in entries if _ref_name(e) == str(ref)]
+            if not removed:
+                raise NotFound(f"model {ref} not found")
+            self._write_index([e for e in entries if e not in removed])
+        return [Tagged(_ref_name(e) or str(e.digest), e) for e in removed]
+
+    # -- freeing ---------------------------------------------------------------------------
+
+    def remove(self, refs: Iterable[Reference]) -> tuple[list[Tagged], PruneReport]:
+        """Untag each reference, then free the blobs that no remaining tag reaches."""
+        removed = [tagged for ref in refs for tagged in self.untag(ref)]
+        with file_lock(layout.store_lock(self.root), exclusive=True):
+            candidates: set[Digest] = set()
+            for tagged in removed:
+                candidates |= self.closure(tagged.descriptor)
+            freed = candidates - self._reachable()
+            return removed, PruneReport(*self._delete_blobs(freed), ingest_files=0)
+
+    def prune(self, *, dry_run: bool = False) -> PruneReport:
+        """Free every blob no tag reaches and every leftover temporary file."""
+        with file_lock(layout.store_lock(self.root), exclusive=True):
+            present = set(self._all_blobs())
+            garbage = present - self._reachable()
+            leftovers = list(layout.ingest_dir(self.root).iterdir())
+            if dry_run:
+                size = sum(self.blob_path(d).stat().st_size for d in garbage)
+                return PruneReport(tuple(sorted(garbage)), size, len(leftovers))
+            for path in leftovers:
+                path.unlink(missing_ok=True)
+            return PruneReport(*self._delete_blobs(garbage), ingest_files=len(leftovers))
+
+    def closure(self, desc: Descriptor) -> set[Digest]:
+        """Every blob a manifest or index reaches, itself included; missing children are skipped."""
+        reached = {desc.digest}
+        if desc.media_type not in mt.MANIFEST_TYPES | mt.INDEX_TYPES or not self.has_blob(
+            desc.digest
+        ):
+            return reached
+        doc = self.read_manifest(desc)
+        children = doc.blobs if isinstance(doc, Manifest) else doc.manifests
+        for child in children:
+            reached |= self.closure(child)
+        return reached
+
+    def _reachable(self) -> set[Digest]:
+        reached: set[Digest] = set()
+        for entry in self._read_index():
+            reached |= self.closure(entry)
+        return reached
+
+    def _all_blobs(self) -> Iterator[Digest]:
+        for algorithm_dir in layout.blobs_dir(self.root).iterdir():
+            for blob in algorithm_dir.iterdir():
+                yield Digest(algorithm_dir.name, blob.name)
+
+    def _delete_blobs(self, digests: Iterable[Digest]) -> tuple[tuple[Digest, ...], int]:
+        deleted, size = [], 0
+        for digest in sorted(digests):
+            path = self.blob_path(digest)
+            try:
+                size += path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            deleted.append(digest)
+        return tuple(deleted), size
+
+    # -- index.json ------------------------------------------------------------------------
+
+    def _read_index(self) -> list[Descriptor]:
+        try:
+            data = layout.index_file(self.root).read_bytes()
+            doc = manifests.parse(data, mt.OCI_INDEX)
+        except FileNotFoundError:
+            return []
+        assert isinstance(doc, Index)
+        return list(doc.manifests)
+
+    def _write_index(self, entries: list[Descriptor]) -> None:
+        entries.sort(key=lambda e: (_ref_name(e) or "", str(e.digest)))
+        atomic_write(layout.index_file(self.root), manifests.encode(Index(tuple(entries))))
+
+
+def _ref_name(entry: Descriptor) -> str | None:
+    return entry.annotations.get(mt.ANNOTATION_REF_NAME)
