@@ -23,6 +23,8 @@ from mdl.store import layout
 from mdl.store.fsio import fsync_dir, write_error
 
 CHUNK = 4 * 1024 * 1024
+
+
 class Ingest:
     """A blob being written. Use as a context manager; ``commit`` makes it visible."""
 

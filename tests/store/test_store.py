@@ -205,9 +205,14 @@ def test_prune_waits_for_a_writer_that_holds_the_store(tmp_path: Path) -> None:
     assert writer.stdout is not None
     writer.stdout.readline()
     pruner = subprocess.Popen(
-        [sys.executable, "-c", f"from mdl.store.store import Store; "
-         f"from pathlib import Path; print(Store(Path({str(root)!r})).prune().ingest_files)"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            f"from mdl.store.store import Store; "
+            f"from pathlib import Path; print(Store(Path({str(root)!r})).prune().ingest_files)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     time.sleep(1.0)
     assert pruner.poll() is None, "prune must wait while a writer holds the store"
@@ -236,9 +241,7 @@ _TAGGER = textwrap.dedent(
 def test_concurrent_taggers_never_lose_or_corrupt_tags(tmp_path: Path) -> None:
     root = tmp_path / "store"
     Store(root)
-    procs = [
-        subprocess.Popen([sys.executable, "-c", _TAGGER, str(root), str(n)]) for n in range(4)
-    ]
+    procs = [subprocess.Popen([sys.executable, "-c", _TAGGER, str(root), str(n)]) for n in range(4)]
     assert [p.wait() for p in procs] == [0, 0, 0, 0]
     assert len(Store(root).tags()) == 160
 
