@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass, replace
 
-from mdl.spec.digest import Digest
+from mdl.spec.digest import Digest, is_digest
 from mdl.spec.errors import InvalidReference
 
 DEFAULT_TAG = "latest"
@@ -27,7 +27,8 @@ _HOST = re.compile(rf"^(?:{_HOST_LABEL}(?:\.{_HOST_LABEL})*|\[[0-9A-Fa-f:.]+\])(
 
 @dataclass(frozen=True)
 class Reference:
-    """A parsed reference. ``tag`` is None only when a digest alone names the content."""
+    """A parsed reference. ``tag`` is None only when a digest names the content; a bare digest
+    (``sha256:…``, as ``mdl build -q`` prints) has no repository either and names local content."""
 
     registry: str | None
     repository: str
@@ -38,6 +39,8 @@ class Reference:
     def parse(cls, text: str) -> Reference:
         if not text or text != text.strip():
             raise InvalidReference(f"invalid reference {text!r}: empty or surrounded by spaces")
+        if is_digest(text):
+            return cls(None, "", None, Digest.parse(text))
         rest, digest = text, None
         if "@" in rest:
             rest, _, digest_text = rest.partition("@")
@@ -90,6 +93,8 @@ class Reference:
         """Anchor a local reference to ``default`` or ``$MDL_DEFAULT_REGISTRY``, else refuse."""
         if self.registry:
             return self
+        if not self.repository:
+            raise InvalidReference(f"{self}: a bare digest names no repository to push or pull")
         registry = default or os.environ.get("MDL_DEFAULT_REGISTRY")
         if not registry:
             raise InvalidReference(
@@ -101,6 +106,8 @@ class Reference:
         return replace(self, registry=registry)
 
     def __str__(self) -> str:
+        if not self.repository and self.digest:
+            return str(self.digest)
         text = self.name
         if self.tag:
             text += f":{self.tag}"

@@ -97,6 +97,13 @@ class Store:
         except FileNotFoundError:
             return False
 
+    def blob_size(self, digest: Digest) -> int:
+        """The stored size, or 0 for a blob this store lacks (a partly pulled index)."""
+        try:
+            return self.blob_path(digest).stat().st_size
+        except FileNotFoundError:
+            return 0
+
     def ingest(self, expected: Descriptor | None = None, *, resumable: bool = False) -> Ingest:
         return Ingest(self.root, expected, resumable=resumable)
 

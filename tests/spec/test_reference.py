@@ -26,6 +26,7 @@ HEX = "a" * 64
         ("[::1]:5000/tiny", "[::1]:5000", "tiny", "latest", None),
         (f"tiny@sha256:{HEX}", None, "tiny", None, f"sha256:{HEX}"),
         (f"tiny:1@sha256:{HEX}", None, "tiny", "1", f"sha256:{HEX}"),
+        (f"sha256:{HEX}", None, "", None, f"sha256:{HEX}"),
         ("a_b__c--d/e.f", None, "a_b__c--d/e.f", "latest", None),
     ],
 )

@@ -1,0 +1,210 @@
+"""Modelfile + files -> layers, config, manifest, tags: the whole of ``mdl build``.
+
+A build first resolves and checks everything it will write (paths, GGUF headers, adapter
+architectures), so a bad Modelfile writes nothing. Then it stages every blob under ``ingest/``,
+publishes them all, and tags last, holding the store's shared lock throughout so no sweep frees
+a blob between publish and tag. The same inputs give the same manifest digest: nothing depends on
+the time unless ``created`` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mdl.builder import filecache
+from mdl.builder.recipe import Recipe, recipe_for
+from mdl.builder.sources import GGUFSource
+from mdl.spec import mediatypes as mt
+from mdl.spec.descriptor import Descriptor
+from mdl.spec.digest import Digest
+from mdl.spec.manifest import Manifest, canonical_json, encode
+from mdl.spec.modelfile import Modelfile
+from mdl.spec.modelpack import ANNOTATION_TEMPLATE_FORMAT, ModelConfig, model_manifest
+from mdl.spec.reference import Reference
+from mdl.store.ingest import Ingest
+from mdl.store.store import Store
+
+Progress = Callable[[str, int, int], None]
+
+_FLOAT_TYPES = {"F32": "fp32", "F16": "fp16", "BF16": "bf16", "F64": "fp64"}
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    created: str | None = None
+    """RFC 3339 time for createdAt and org.opencontainers.image.created; None keeps builds
+    reproducible."""
+    labels: dict[str, str] = field(default_factory=dict)
+    """Extra manifest annotations (org.opencontainers.image.version, .revision, .source, …)."""
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    descriptor: Descriptor
+    manifest: Manifest
+    config: ModelConfig
+    tags: tuple[Reference, ...]
+    bytes_copied: int
+
+
+def build_model(
+    store: Store,
+    modelfile: Modelfile,
+    context: Path,
+    tags: Sequence[Reference],
+    options: BuildOptions | None = None,
+    progress: Progress | None = None,
+) -> BuildResult:
+    options = options or BuildOptions()
+    with store.writing():
+        recipe = recipe_for(store, modelfile, context)
+        with ExitStack() as staged:
+            writer = _Writer(store, staged, progress)
+            layers = _write_layers(writer, recipe)
+            config = _config(recipe, layers, options)
+            config_desc = writer.stage_bytes(mt.MODEL_CONFIG, canonical_json(config.to_json()))
+            annotations = dict(options.labels)
+            if options.created:
+                annotations[mt.ANNOTATION_CREATED] = options.created
+            manifest = model_manifest(config_desc, layers, annotations)
+            desc = writer.stage_bytes(mt.OCI_MANIFEST, encode(manifest))
+            writer.publish()
+        for ref in tags:
+            store.tag(desc, ref)
+    return BuildResult(desc, manifest, config, tuple(tags), writer.bytes_copied)
+
+
+def _write_layers(writer: _Writer, recipe: Recipe) -> list[Descriptor]:
+    weights = writer.stage_gguf(recipe.weights, mt.WEIGHTS_FILE)
+    adapters: list[Descriptor] = []
+    for source in recipe.adapters:
+        adapter = writer.stage_gguf(source, None)
+        if adapter.digest not in {a.digest for a in adapters}:
+            adapters.append(adapter)
+    layers = [weights, *adapters]
+    if recipe.projector:
+        layers.append(writer.stage_gguf(recipe.projector, mt.PROJECTOR_FILE))
+    draft = writer.stage_gguf(recipe.draft, mt.DRAFT_FILE) if recipe.draft else None
+    if draft:
+        layers.append(draft)
+    modelfile = recipe.normalised_modelfile(
+        weights.digest, [a.digest for a in adapters], draft.digest if draft else None
+    )
+    texts: list[tuple[str, str, bytes | None, dict[str, str]]] = [
+        (
+            mt.MODEL_WEIGHT_CONFIG,
+            mt.TEMPLATE_FILE,
+            recipe.template.encode() if recipe.template is not None else None,
+            {ANNOTATION_TEMPLATE_FORMAT: recipe.template_format} if recipe.template else {},
+        ),
+        (mt.MODEL_WEIGHT_CONFIG, mt.SYSTEM_FILE, _encoded(recipe.system), {}),
+        (mt.MODEL_WEIGHT_CONFIG, mt.PARAMS_FILE, recipe.params_json(), {}),
+        (mt.MODEL_WEIGHT_CONFIG, mt.MESSAGES_FILE, recipe.messages_json(), {}),
+    ]
+    texts += [
+        (mt.MODEL_DOC, filepath, text.encode(), {}) for filepath, text in recipe.license_files()
+    ]
+    texts.append((mt.MODEL_DOC, mt.MODELFILE_FILE, modelfile.encode(), {}))
+    for media_type, filepath, data, extra in texts:
+        if data is not None:
+            annotations = {mt.ANNOTATION_FILEPATH: filepath, **extra}
+            layers.append(writer.stage_bytes(media_type, data, annotations))
+    return layers
+
+
+def _encoded(text: str | None) -> bytes | None:
+    return text.encode() if text is not None else None
+
+
+def _config(recipe: Recipe, layers: list[Descriptor], options: BuildOptions) -> ModelConfig:
+    info = recipe.weights.info
+    license_ = info.license
+    return ModelConfig(
+        architecture=info.architecture,
+        param_size=info.parameter_size,
+        quantization=info.quantization,
+        precision=_FLOAT_TYPES.get(info.quantization),
+        context_length=info.context_length,
+        name=info.name,
+        version=options.labels.get("org.opencontainers.image.version"),
+        licenses=(license_,) if license_ else (),
+        created_at=options.created,
+        diff_ids=tuple(str(layer.digest) for layer in layers),
+    )
+
+
+class _Writer:
+    """Stages blobs under ingest/ and publishes them together, or leaves nothing behind."""
+
+    def __init__(self, store: Store, stack: ExitStack, progress: Progress | None) -> None:
+        self.store = store
+        self.stack = stack
+        self.progress = progress
+        self.staged: list[Ingest] = []
+        self.bytes_copied = 0
+
+    def stage_gguf(self, source: GGUFSource, filepath: str | None) -> Descriptor:
+        """Stage a GGUF file; ``filepath`` None names it after its digest (an adapter), so the
+        same content gets the same name however its file was called."""
+        size = source.path.stat().st_size
+        digest = source.digest or filecache.lookup(self.store.root.parent, source.path)
+        if digest and self.store.has_blob(digest):
+            return _weight(digest, size, filepath)
+        stat = os.stat(source.path)
+        ingest = self.stack.enter_context(self.store.ingest())
+        label = filepath
+        with open(source.path, "rb") as file:
+            ingest.copy_from(
+                file, lambda n: self.progress(label, n, size) if self.progress else None
+            )
+        digest = ingest.seal()
+        self.staged.append(ingest)
+        self.bytes_copied += ingest.offset
+        filecache.remember(self.store.root.parent, source.path, digest, stat)
+        return _weight(digest, ingest.offset, filepath)
+
+    def stage_bytes(
+        self, media_type: str, data: bytes, annotations: dict[str, str] | None = None
+    ) -> Descriptor:
+        desc = Descriptor.for_bytes(media_type, data, annotations)
+        if not self.store.exists(desc):
+            ingest = self.stack.enter_context(self.store.ingest(desc))
+            ingest.write(data)
+            ingest.seal()
+            self.staged.append(ingest)
+        return desc
+
+    def publish(self) -> None:
+        for ingest in self.staged:
+            ingest.publish()
+
+
+def _weight(digest: Digest, size: int, filepath: str | None) -> Descriptor:
+    name = filepath or f"{mt.ADAPTER_DIR}{digest.hex[:12]}.gguf"
+    return Descriptor(mt.MODEL_WEIGHT, digest, size, {mt.ANNOTATION_FILEPATH: name})
+
+
+def build_json(result: BuildResult) -> dict[str, object]:
+    """What ``mdl build --json`` prints: stable keys for CI."""
+    return {
+        "digest": str(result.descriptor.digest),
+        "size": result.descriptor.size,
+        "media_type": result.descriptor.media_type,
+        "tags": [str(t) for t in result.tags],
+        "config": json.loads(canonical_json(result.config.to_json())),
+        "layers": [
+            {
+                "digest": str(layer.digest),
+                "size": layer.size,
+                "media_type": layer.media_type,
+                "filepath": layer.annotations.get(mt.ANNOTATION_FILEPATH),
+            }
+            for layer in result.manifest.layers
+        ],
+        "bytes_copied": result.bytes_copied,
+    }

@@ -1,0 +1,3 @@
+from mdl.cli.main import main
+
+main()

@@ -1,0 +1,43 @@
+"""The ``mdl`` command: registers the subcommands and turns errors into messages and exit codes.
+
+Exit codes: 0 success; 1 an operation failed; 2 bad input (reference, Modelfile, GGUF, usage);
+4 the named model or blob does not exist; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from mdl.cli import build, local
+from mdl.cli.console import error
+from mdl.spec.errors import MdlError
+
+app = typer.Typer(
+    name="mdl",
+    help="Build, store, move and serve ML models as OCI artifacts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+build.register(app)
+local.register(app)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except MdlError as exc:
+        error(str(exc))
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        error("interrupted")
+        sys.exit(130)
