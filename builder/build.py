@@ -24,7 +24,12 @@ from mdl.spec.descriptor import Descriptor
 from mdl.spec.digest import Digest
 from mdl.spec.manifest import Manifest, canonical_json, encode
 from mdl.spec.modelfile import Modelfile
-from mdl.spec.modelpack import ANNOTATION_TEMPLATE_FORMAT, ModelConfig, model_manifest
+from mdl.spec.modelpack import (
+    ANNOTATION_TEMPLATE_FORMAT,
+    ModelConfig,
+    model_manifest,
+    param_size,
+)
 from mdl.spec.reference import Reference
 from mdl.store.ingest import Ingest
 from mdl.store.store import Store
@@ -126,7 +131,7 @@ def _config(recipe: Recipe, layers: list[Descriptor], options: BuildOptions) -> 
     license_ = info.license
     return ModelConfig(
         architecture=info.architecture,
-        param_size=info.parameter_size,
+        param_size=param_size(info.parameter_count),
         quantization=info.quantization,
         precision=_FLOAT_TYPES.get(info.quantization),
         context_length=info.context_length,
@@ -157,11 +162,9 @@ class _Writer:
             return _weight(digest, size, filepath)
         stat = os.stat(source.path)
         ingest = self.stack.enter_context(self.store.ingest())
-        label = filepath
+        report, label = self.progress, filepath or "adapter"
         with open(source.path, "rb") as file:
-            ingest.copy_from(
-                file, lambda n: self.progress(label, n, size) if self.progress else None
-            )
+            ingest.copy_from(file, (lambda n: report(label, n, size)) if report else None)
         digest = ingest.seal()
         self.staged.append(ingest)
         self.bytes_copied += ingest.offset

@@ -8,6 +8,7 @@ replaces the old one); any MESSAGE replaces all inherited messages.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -117,9 +118,9 @@ def _apply(store: Store, recipe: Recipe, mf: Modelfile, context: Path) -> Recipe
         changes["draft"] = draft
     extras = dict(recipe.extras)
     for command in ("requires", "renderer", "parser"):
-        instruction = mf.last(command)
-        if instruction is not None:
-            extras[command] = instruction.value
+        given = mf.last(command)
+        if given is not None:
+            extras[command] = given.value
     changes["extras"] = extras
     return replace(recipe, **changes)  # type: ignore[arg-type]
 
@@ -198,7 +199,7 @@ def _stored_extras(model: StoredModel) -> dict[str, str]:
     }
 
 
-def _param_pairs(params: dict[str, object]) -> tuple[tuple[str, ParamValue], ...]:
+def _param_pairs(params: Mapping[str, object]) -> tuple[tuple[str, ParamValue], ...]:
     pairs: list[tuple[str, ParamValue]] = []
     for name, value in params.items():
         for item in value if isinstance(value, list) else [value]:

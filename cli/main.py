@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 an operation failed; 2 bad input (reference, Modelfile,
 from __future__ import annotations
 
 import sys
+from importlib.metadata import version
 
 import click
 import typer
@@ -23,6 +24,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"mdl {version('mdl')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Build, store, move and serve ML models as OCI artifacts."""
+
+
 build.register(app)
 local.register(app)
 

@@ -25,6 +25,15 @@ def template_format(text: str) -> str:
     return "jinja" if _JINJA.search(text) else "go"
 
 
+def param_size(count: int) -> str:
+    """ModelPack's ``paramSize``: a count with at most one decimal and a scale letter
+    (``134.5M``, ``7B``, ``120.1K``)."""
+    for scale, letter in ((10**15, "Q"), (10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "K")):
+        if count >= scale:
+            return f"{count / scale:.1f}".removesuffix(".0") + letter
+    return str(count)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The ``application/vnd.cncf.model.config.v1+json`` document."""

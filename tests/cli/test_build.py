@@ -120,7 +120,7 @@ def test_build_writes_one_modelpack_layer_per_part(
     assert config_doc["config"] == {
         "format": "gguf",
         "architecture": "llama",
-        "paramSize": "120K",
+        "paramSize": "120.1K",
         "precision": "fp32",
         "quantization": "F32",
         "contextLength": 512,

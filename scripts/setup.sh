@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up everything mdl's demo and tests need, on a fresh Debian machine or again (idempotent):
+#   .venv with mdl installed editable with [dev] (llama-cpp-python built once, portable, into a
+#   wheel directory that later runs reuse), and the system packages the tests drive (skopeo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+wheels=${MDL_WHEELS:-$HOME/.cache/mdl-wheels}
+llama=0.3.36
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v skopeo >/dev/null || missing+=(skopeo)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]} (Debian packages)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+
+if ! compgen -G "$wheels/llama_cpp_python-$llama-*.whl" >/dev/null; then
+    echo "setup: building llama-cpp-python $llama once (portable CPU build, about 5 minutes)"
+    mkdir -p "$wheels"
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" .venv/bin/python -m pip wheel -q \
+        --no-cache-dir --no-deps "llama-cpp-python==$llama" -w "$wheels"
+fi
+.venv/bin/python -m pip install -q --find-links "$wheels" -e '.[dev]'
+echo "setup: ready ($(.venv/bin/mdl --version 2>/dev/null || echo mdl))"
