@@ -15,6 +15,12 @@ import pytest
 from conftest import MdlRunner
 from ggufs import write_tiny_llama
 
+from mdl.spec import manifest as manifests
+from mdl.spec import mediatypes as mt
+from mdl.spec.manifest import Index
+from mdl.spec.reference import Reference
+from mdl.store.store import Store
+
 
 @pytest.fixture
 def built(mdl: MdlRunner, tmp_path: Path, models_dir: Path) -> str:
@@ -165,3 +171,38 @@ def test_killed_build_leaves_no_partial_blob_and_no_tag(
     digest = mdl("build", "-q", "-t", "big", cwd=tmp_path).out.strip()
     assert mdl("inspect", "big").json()["digest"] == digest
     assert mdl("prune", "--json").json()["temporary_files"] == 1
+
+
+def test_build_on_a_full_disk_is_a_clear_error_and_changes_nothing(
+    mdl: MdlRunner, tmp_path: Path, models_dir: Path
+) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], check=True)
+    try:
+        home = {"MDL_HOME": str(small / "home")}
+        shutil.copy(models_dir / "tiny.gguf", tmp_path / "tiny.gguf")  # 478 KiB: cannot fit
+        (tmp_path / "Modelfile").write_text('FROM ./tiny.gguf\nSYSTEM "hi"\n')
+        failed = mdl("build", "-t", "tiny", cwd=tmp_path, env=home, ok=False)
+        assert failed.code == 1
+        assert "no space left on device" in failed.err
+        store = small / "home" / "store"
+        assert list((store / "blobs" / "sha256").iterdir()) == []
+        assert list((store / "ingest").iterdir()) == []
+        assert json.loads((store / "index.json").read_text())["manifests"] == []
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
+def test_a_tag_may_name_an_index_of_models(mdl: MdlRunner, mdl_home: Path, built: str) -> None:
+    store = Store(mdl_home / "store")
+    model = store.resolve(Reference.parse("tiny"))
+    index = store.put_bytes(mt.OCI_INDEX, manifests.encode(Index((model,))))
+    store.tag(index, Reference.parse("multi:q"))
+    mdl("rm", "tiny", "localhost:5000/demo/tiny:1.0")
+    assert mdl("show", "multi:q", "--json").json()["digest"] == built
+    assert mdl("inspect", "multi:q").json()["manifest"]["manifests"][0]["digest"] == built
+    listed = mdl("list", "--json").json()["models"]
+    assert listed[0]["media_type"] == mt.OCI_INDEX and listed[0]["size"] > 489_280
+    assert mdl("rm", "multi:q", "--json").json()["blobs_freed"] > 5
+    assert list((mdl_home / "store" / "blobs" / "sha256").iterdir()) == []

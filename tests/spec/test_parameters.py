@@ -75,6 +75,7 @@ def test_the_table_is_current_ollamas():
         ("007", 7),
         ("9223372036854775807", 2**63 - 1),
         ("-9223372036854775808", -(2**63)),
+        pytest.param("0" * 5000 + "7", 7, id="5000 leading zeros"),
     ],
 )
 def test_ints_parse_as_go_parseint_base_10(raw: str, expected: int):
@@ -93,6 +94,7 @@ def test_ints_parse_as_go_parseint_base_10(raw: str, expected: int):
         "\u0661\u0662",
         "9223372036854775808",
         "-9223372036854775809",
+        pytest.param("1" * 5000, id="5000 digits"),
     ],
 )
 def test_ints_reject_what_go_rejects(raw: str):
@@ -119,8 +121,14 @@ def test_ints_reject_what_go_rejects(raw: str):
         ("3.4028235e38", 3.4028235e38),
         ("1e-45", 1e-45),  # the smallest float32 subnormal
         ("1e-46", 0.0),  # underflows quietly, as in Go
-        ("0.1" + "0" * 400 + "1", 0.1),
+        pytest.param("0.1" + "0" * 400 + "1", 0.1, id="0.1 then 400 digits"),
         ("1e-99999999999", 0.0),
+        pytest.param("0." + "0" * 5000 + "1", 0.0, id="5000 zeros then 1"),
+        pytest.param("0.7" + "0" * 5000, 0.7, id="0.7 then 5000 zeros"),
+        ("0x.8p1", 1.0),
+        ("0x1.p1", 2.0),
+        ("0x1p+0000000000000000001", 2.0),
+        pytest.param("0x1p-" + "9" * 5000, 0.0, id="hex with a 5000-digit exponent"),
     ],
 )
 def test_floats_parse_as_float32_then_keep_the_shortest_decimal(raw: str, expected: float):
@@ -135,9 +143,14 @@ def test_negative_zero_survives():
 
 @pytest.mark.parametrize(
     "raw",
-    ["abc", "", ".", "1e", "e5", "1_0", "0x1", "0x1.8", "3.5e38", "1e39", "-1e99999999999",
-     "nan", "NaN", "inf", "-Inf", "Infinity", "0.5 ", "\u0661.\u0665"],
-)  # fmt: skip
+    [
+        *("abc", "", ".", "1e", "e5", "1_0", "0x1", "0x1.8", "0x.p1", "0xp1", "0.5 "),
+        *("\u0661.\u0665", "3.5e38", "1e39", "-1e99999999999"),
+        *("nan", "NaN", "inf", "-Inf", "Infinity"),
+        pytest.param("1" + "0" * 5000, id="10**5000"),
+        pytest.param("0x1p" + "9" * 5000, id="2**(5000 nines)"),
+    ],
+)
 def test_floats_reject_bad_syntax_overflow_and_non_finite(raw: str):
     with pytest.raises(ValueError, match=r"^invalid float value .* for parameter temperature$"):
         coerce_parameter("temperature", raw)
@@ -254,6 +267,7 @@ def test_go_json_refuses_non_finite_numbers():
     [
         b'{"num_ctx":4096,"stop":["\\u003c|im_end|\\u003e"],"temperature":0.7,"use_mmap":true}\n',
         b'{"mirostat":0,"num_gqa":8,"seed":9223372036854776000,"top_p":1e-7}\n',
+        b'{"seed":12345678901234567000,"top_k":-5,"top_p":-0}\n',
         b"{}\n",
     ],
 )
