@@ -6,6 +6,7 @@ from typing import Any
 
 from mdl.builder.recipe import param_text
 from mdl.spec import mediatypes as mt
+from mdl.spec.errors import StoreError
 from mdl.spec.modelfile import Instruction, Modelfile, format_modelfile
 from mdl.spec.modelpack import ANNOTATION_TEMPLATE_FORMAT
 from mdl.spec.parameters import parse_params_json
@@ -45,7 +46,9 @@ def model_modelfile(model: StoredModel) -> str:
         return stored
     summary = model_summary(model)
     weights = model.files.get(mt.WEIGHTS_FILE)
-    lines = [Instruction("from", str(weights.digest) if weights else "")]
+    if weights is None:
+        raise StoreError(f"{model.descriptor.digest}: no {mt.WEIGHTS_FILE} layer to write FROM for")
+    lines = [Instruction("from", str(weights.digest))]
     lines += [Instruction("adapter", str(d.digest)) for _, d in model.files.adapters]
     if summary["template"] is not None:
         lines.append(Instruction("template", summary["template"]))

@@ -15,11 +15,15 @@ The syntax is what Ollama's ``parser.ParseFile`` accepts, read and tested agains
 - Characters that are neither printable nor space, tab, CR or LF (control and format
   characters such as U+200B or U+FEFF, other Unicode spaces) are dropped, as Ollama drops them.
 
-Where mdl differs, it is stricter or clearer, never different on a file Ollama accepts as meant:
-a missing value is an error even with trailing blanks (Ollama reads ``SYSTEM `` as empty), line
-numbers count CRLF once (Ollama counts it twice), runs of blanks between tokens are allowed
-(Ollama reads ``PARAMETER  top_k 1`` as a parameter named ""), and PARAMETER values are typed
-here, at parse time, rather than when the model is created.
+Where mdl differs from Ollama, it is stricter, or lenient only with text Ollama rejects:
+
+- stricter: a missing value is an error even when trailing blanks follow the name (Ollama reads
+  ``SYSTEM `` as ""); ``FROM ""`` and an empty ADAPTER or DRAFT are errors; PARAMETER values
+  are typed when parsed, not when the model is created; undecodable bytes are errors (Ollama
+  substitutes U+FFFD).
+- lenient: runs of blanks between tokens (Ollama reads ``PARAMETER  top_k 1`` as a parameter
+  named ""), and dropped characters inside instruction names.
+- line numbers count CRLF once (Ollama counts it twice).
 """
 
 from __future__ import annotations
@@ -230,26 +234,20 @@ def format_modelfile(mf: Modelfile) -> str:
 
 
 def _check(instruction: Instruction, path: str) -> None:
-    command, key, value, line = (
-        instruction.command,
-        instruction.key,
-        instruction.value,
-        instruction.line,
-    )
+    command, key, line = instruction.command, instruction.key, instruction.line
     if command not in COMMANDS:
         raise ModelfileError(path, line, f'unknown instruction "{command}"')
     if key and command not in _KEYED:
         raise ModelfileError(path, line, f'{command.upper()} takes no name, got "{key}"')
     if command == "message" and key not in ROLES:
-        raise ModelfileError(
-            path, line, f'MESSAGE role must be "system", "user" or "assistant", not "{key}"'
-        )
+        roles = '"system", "user" or "assistant"'
+        raise ModelfileError(path, line, f'MESSAGE role must be {roles}, not "{key}"')
     if command == "parameter":
         try:
-            coerce_parameter(key, value)
+            coerce_parameter(key, instruction.value)
         except ValueError as exc:
             raise ModelfileError(path, line, str(exc)) from exc
-    if command in _PATHS and not value:
+    if command in _PATHS and not instruction.value:
         raise ModelfileError(path, line, f"empty {command.upper()}")
 
 

@@ -82,9 +82,9 @@ REJECTED_PARAMETERS = {
 
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _BOOLS = _TRUE | {"0", "f", "F", "FALSE", "false", "False"}
-_INT = re.compile(r"[+-]?[0-9]+")
-_DECIMAL = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]+))?")
-_HEX = re.compile(r"([+-]?)0[xX]([0-9a-fA-F]*)(?:\.([0-9a-fA-F]*))?[pP]([+-]?[0-9]+)")
+_INT = re.compile(r"([+-]?)0*([0-9]{1,19})")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_HEX = re.compile(r"([+-]?)0[xX](?=\.?[0-9a-fA-F])([0-9a-fA-F]*)\.?([0-9a-fA-F]*)[pP]([+-]?[0-9]+)")
 _FLOAT32_MAX = Fraction((2**24 - 1) * 2**104)
 _JSON_ESCAPES = {
     '"': '\\"',
@@ -113,14 +113,14 @@ def coerce_parameter(name: str, raw: str) -> ParamValue | None:
         raise ValueError(f'unknown parameter "{name}"')
     if kind is ParamKind.STRINGS:
         return raw
-    if kind is ParamKind.BOOL and raw in _BOOLS:
-        return raw in _TRUE
-    if kind is ParamKind.INT and _INT.fullmatch(raw) and -(2**63) <= int(raw) < 2**63:
-        return int(raw)
-    if kind is ParamKind.FLOAT:
+    if kind is ParamKind.BOOL:
+        value: ParamValue | None = raw in _TRUE if raw in _BOOLS else None
+    elif kind is ParamKind.INT:
+        value = _parse_int64(raw)
+    else:
         value = _parse_float32(raw)
-        if value is not None:
-            return value
+    if value is not None:
+        return value
     raise ValueError(f'invalid {kind.value} value "{raw}" for parameter {name}')
 
 
@@ -157,7 +157,7 @@ def parse_params_json(data: bytes) -> dict[str, JSONValue]:
         value = float(text)
         if not math.isfinite(value):
             raise ValueError(f"number {text} is out of range")
-        return int(text) if _INT.fullmatch(text) else value
+        return int(text) if _INT.fullmatch(text) and text != "-0" else value
 
     def no_constants(text: str) -> NoReturn:
         raise ValueError(f"{text} is not JSON")
@@ -171,30 +171,53 @@ def parse_params_json(data: bytes) -> dict[str, JSONValue]:
     return out
 
 
+def _parse_int64(raw: str) -> int | None:
+    """strconv.ParseInt(raw, 10, 64); None for what it rejects."""
+    match = _INT.fullmatch(raw)
+    value = int(match[1] + match[2]) if match else None
+    return value if value is not None and -(2**63) <= value < 2**63 else None
+
+
 def _parse_float32(raw: str) -> float | None:
     """strconv.ParseFloat(raw, 32), then the float32's shortest decimal read as a float64.
 
     None for what Go rejects (bad syntax, |x| that rounds past float32) and for NaN/Inf.
     Go's ``_`` digit separators (allowed only after ``0x``) are not accepted.
     """
-    decimal, radix = _DECIMAL.fullmatch(raw), 10
-    if decimal is None:
-        decimal, radix = _HEX.fullmatch(raw), 2
-    if decimal is None or not (decimal[2] or decimal[3]):
+    exact = _parse_decimal(raw) if _DECIMAL.fullmatch(raw) else _parse_hex(raw)
+    if exact is None:
         return None
-    sign, whole, fraction, exponent = decimal.groups(default="")
-    mantissa = int(whole + fraction, 16 if radix == 2 else 10)
-    power = int(exponent or "0") - len(fraction) * (4 if radix == 2 else 1)
-    size = (mantissa.bit_length() if radix == 2 else len(str(mantissa))) + power
-    if mantissa == 0 or size < (-150 if radix == 2 else -46):
-        return -0.0 if sign == "-" else 0.0
-    if size > (129 if radix == 2 else 40):
-        return None
-    rounded = _round_float32(mantissa * Fraction(radix) ** power)
+    negative, magnitude = exact
+    rounded = _round_float32(magnitude) if magnitude else Fraction(0)
     if rounded is None:
         return None
     value = float(_shortest_float32(rounded)) if rounded else 0.0
-    return -value if sign == "-" else value
+    return -value if negative else value
+
+
+def _parse_decimal(raw: str) -> tuple[bool, Fraction] | None:
+    """Sign and exact magnitude of a decimal that matched _DECIMAL; the magnitude is 0 where
+    float32 would round to 0, and the result None where it would overflow for sure."""
+    number = Decimal(raw)
+    magnitude = number.copy_abs()
+    if not magnitude or magnitude.adjusted() < -47:
+        return number.is_signed(), Fraction(0)
+    return None if magnitude.adjusted() > 40 else (number.is_signed(), Fraction(magnitude))
+
+
+def _parse_hex(raw: str) -> tuple[bool, Fraction] | None:
+    """As _parse_decimal, for Go's hexadecimal floats (``0x1.8p3``); None for bad syntax."""
+    match = _HEX.fullmatch(raw)
+    if match is None:
+        return None
+    sign, whole, fraction, exponent = match.groups()
+    mantissa = int(whole + fraction, 16)
+    digits = exponent.lstrip("+-").lstrip("0")[:10]  # past 10 digits it need only stay huge
+    power = int(digits or "0") * (-1 if exponent.startswith("-") else 1) - 4 * len(fraction)
+    size = mantissa.bit_length() + power  # 2**(size - 1) <= mantissa * 2**power < 2**size
+    if not mantissa or size < -150:
+        return sign == "-", Fraction(0)
+    return None if size > 129 else (sign == "-", mantissa * Fraction(2) ** power)
 
 
 def _round_float32(x: Fraction) -> Fraction | None:

@@ -206,3 +206,25 @@ def test_a_tag_may_name_an_index_of_models(mdl: MdlRunner, mdl_home: Path, built
     assert listed[0]["media_type"] == mt.OCI_INDEX and listed[0]["size"] > 489_280
     assert mdl("rm", "multi:q", "--json").json()["blobs_freed"] > 5
     assert list((mdl_home / "store" / "blobs" / "sha256").iterdir()) == []
+
+
+def test_show_writes_a_modelfile_for_a_model_built_elsewhere(
+    mdl: MdlRunner, mdl_home: Path, built: str, tmp_path: Path
+) -> None:
+    store = Store(mdl_home / "store")
+    original = store.read_manifest(store.resolve(Reference.parse("tiny")))
+    assert isinstance(original, manifests.Manifest)
+    layers = tuple(
+        layer
+        for layer in original.layers
+        if layer.annotations[mt.ANNOTATION_FILEPATH] != mt.MODELFILE_FILE
+    )
+    foreign = manifests.Manifest(original.config, layers, artifact_type=mt.MODEL_ARTIFACT)
+    store.tag(store.put_bytes(mt.OCI_MANIFEST, manifests.encode(foreign)), Reference.parse("f"))
+    printed = mdl("show", "f", "--modelfile").out
+    assert printed.startswith("FROM sha256:") and "ADAPTER sha256:" in printed
+    (tmp_path / "Rebuilt").write_text(printed)
+    mdl("build", "-f", "Rebuilt", "-t", "rebuilt", cwd=tmp_path)
+    rebuilt, source = mdl("show", "rebuilt", "--json").json(), mdl("show", "tiny", "--json").json()
+    for key in ("files", "parameters", "system", "licenses", "template"):
+        assert rebuilt[key] == source[key], key
