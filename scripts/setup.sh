@@ -11,12 +11,24 @@ llama=0.3.36
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# Debian packages the tests drive: skopeo, distribution 2.8 (docker-registry), htpasswd.
+# A temporary policy-rc.d keeps docker-registry's packaged service from starting on :5000.
 missing=()
 command -v skopeo >/dev/null || missing+=(skopeo)
+command -v docker-registry >/dev/null || missing+=(docker-registry)
+command -v htpasswd >/dev/null || missing+=(apache2-utils)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]} (Debian packages)"
+    made_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+        as_root chmod 755 /usr/sbin/policy-rc.d
+        made_policy=1
+    fi
     as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+    [ $made_policy = 0 ] || as_root rm -f /usr/sbin/policy-rc.d
 fi
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
