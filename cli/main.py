@@ -1,7 +1,7 @@
 """The ``mdl`` command: registers the subcommands and turns errors into messages and exit codes.
 
 Exit codes: 0 success; 1 an operation failed; 2 bad input (reference, Modelfile, GGUF, usage);
-4 the named model or blob does not exist; 130 interrupted.
+3 authentication failed or access denied; 4 the named model or blob does not exist; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from importlib.metadata import version
 import click
 import typer
 
-from mdl.cli import build, local
+from mdl.cli import build, local, transfer
 from mdl.cli.console import error
 from mdl.spec.errors import MdlError
 
@@ -42,6 +42,7 @@ def _root(
 
 
 build.register(app)
+transfer.register(app)
 local.register(app)
 
 

@@ -7,6 +7,9 @@ Every failure mdl reports is an ``MdlError``; foreign exceptions are translated 
     ├── ModelfileError          a Modelfile that does not parse or validate (file:line)
     ├── GGUFError               a file that is not a readable GGUF model
     ├── BuildError              a Modelfile that parses but cannot be built
+    ├── RemoteError             a registry answered with an error (OCI error code kept)
+    │   └── Unauthorized        credentials missing or refused (401/403)
+    ├── TransportError          the network failed: refused, reset, timed out, stalled
     └── StoreError              the local store
         ├── NotFound            no blob, manifest or tag by that name
         ├── DigestMismatch      content whose digest is not the one expected
@@ -48,6 +51,23 @@ class GGUFError(MdlError):
 
 class BuildError(MdlError):
     exit_code = 2
+
+
+class RemoteError(MdlError):
+    """An error answer from a registry: ``code`` is the OCI error code when it sent one."""
+
+    def __init__(self, message: str, *, status: int = 0, code: str | None = None) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(message)
+
+
+class Unauthorized(RemoteError):
+    exit_code = 3
+
+
+class TransportError(MdlError):
+    pass
 
 
 class StoreError(MdlError):

@@ -124,14 +124,7 @@ class Ingest:
     def publish(self) -> None:
         """Rename a sealed blob into ``blobs/`` (or drop it when that digest is already there)."""
         assert self._sealed is not None, "seal() first"
-        final = layout.blob(self.root, self._sealed)
-        if final.exists():
-            self.path.unlink(missing_ok=True)
-        else:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(self.path, 0o444)
-            os.rename(self.path, final)
-            fsync_dir(final.parent)
+        publish(self.root, self.path, self._sealed)
         self._done = True
 
     def abort(self) -> None:
@@ -165,3 +158,15 @@ class Ingest:
             self._discard()  # a full disk wants its space back, resumable or not
         else:
             self.abort()
+
+
+def publish(root: Path, path: Path, digest: Digest) -> None:
+    """Move a verified, fsynced file into ``blobs/`` read-only; a blob already there wins."""
+    final = layout.blob(root, digest)
+    if final.exists():
+        path.unlink(missing_ok=True)
+        return
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o444)
+    os.rename(path, final)
+    fsync_dir(final.parent)

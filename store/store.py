@@ -165,7 +165,9 @@ class Store:
         return Descriptor(doc.media_type, ref.digest, len(data))
 
     def tag(self, desc: Descriptor, ref: Reference) -> None:
-        name = str(ref.without_digest())
+        """Name ``desc`` by ``ref``'s tag, or by the digest reference itself when it has none
+        (a model pulled by digest stays reachable, as docker keeps its repo digests)."""
+        name = str(ref) if ref.digest and not ref.tag else str(ref.without_digest())
         entry = desc.with_annotations({mt.ANNOTATION_REF_NAME: name})
         with file_lock(layout.index_lock(self.root), exclusive=True):
             entries = [e for e in self._read_index() if _ref_name(e) != name]

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import MdlRunner
+from cli_runner import MdlRunner
 from ggufs import write_tiny_llama
 
 from mdl.spec import manifest as manifests

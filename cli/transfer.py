@@ -1,0 +1,111 @@
+"""``mdl pull``, ``push``, ``login`` and ``logout``."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from mdl.cli import console
+from mdl.client import credentials
+from mdl.client.connection import canonical_host
+from mdl.client.copy import CopyReport
+from mdl.client.transfer import check_login, pull, push
+from mdl.spec.errors import MdlError
+from mdl.spec.reference import Reference
+from mdl.store.store import Store
+
+INSECURE = typer.Option(
+    False,
+    "--insecure",
+    help="Plain HTTP even for a non-loopback registry (also MDL_INSECURE_REGISTRIES).",
+)
+JSON = typer.Option(
+    False, "--json", help="Print digest, bytes_transferred and bytes_skipped as JSON."
+)
+QUIET = typer.Option(False, "-q", "--quiet", help="Print only the digest.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pull", help="Fetch a model from a registry into the local store (resumes).")(
+        pull_cmd
+    )
+    app.command("push", help="Send a local model to a registry.")(push_cmd)
+    app.command(help="Store credentials for a registry (password read from stdin).")(login)
+    app.command(help="Forget the stored credentials for a registry.")(logout)
+
+
+def pull_cmd(
+    ref: str = typer.Argument(..., help="[host[:port]/][ns/]name[:tag][@digest]"),
+    insecure: bool = INSECURE,
+    as_json: bool = JSON,
+    quiet: bool = QUIET,
+) -> None:
+    reference = Reference.parse(ref)
+    with console.progress(enabled=not (quiet or as_json)) as progress:
+        report = pull(Store.open(), reference, insecure=insecure, progress=progress)
+    _report(report, as_json, quiet, f"pulled {reference.with_registry()}")
+
+
+def push_cmd(
+    ref: str = typer.Argument(..., help="The local model."),
+    destination: str | None = typer.Argument(
+        None, metavar="[DEST]", help="Where to push it, if not to REF itself."
+    ),
+    insecure: bool = INSECURE,
+    as_json: bool = JSON,
+    quiet: bool = QUIET,
+) -> None:
+    source = Reference.parse(ref)
+    target = Reference.parse(destination) if destination else source
+    with console.progress(enabled=not (quiet or as_json)) as progress:
+        report = push(Store.open(), source, target, insecure=insecure, progress=progress)
+    _report(report, as_json, quiet, f"pushed {target.with_registry()}")
+
+
+def _report(report: CopyReport, as_json: bool, quiet: bool, done: str) -> None:
+    if quiet:
+        console.line(report.digest)
+        return
+    console.result(
+        {
+            "digest": report.digest,
+            "bytes_transferred": report.bytes_transferred,
+            "bytes_skipped": report.bytes_skipped,
+            "blobs_transferred": report.blobs_transferred,
+            "blobs_skipped": report.blobs_skipped,
+        },
+        as_json,
+        lambda: console.lines(
+            [
+                f"{done}: {report.digest}",
+                f"{console.human_size(report.bytes_transferred)} transferred, "
+                f"{console.human_size(report.bytes_skipped)} already present",
+            ]
+        ),
+    )
+
+
+def login(
+    host: str = typer.Argument(..., help="The registry, host[:port]."),
+    username: str = typer.Option(..., "-u", "--username"),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from standard input."
+    ),
+    insecure: bool = INSECURE,
+) -> None:
+    if not password_stdin:
+        raise MdlError("give the password on standard input with --password-stdin")
+    password = sys.stdin.readline().rstrip("\r\n")
+    found = credentials.Credentials(username, password)
+    host = canonical_host(host)
+    check_login(host, found, insecure=insecure)
+    credentials.save(host, found)
+    console.line(f"Login Succeeded: {username} at {host}")
+
+
+def logout(host: str = typer.Argument(..., help="The registry, host[:port].")) -> None:
+    host = canonical_host(host)
+    if not credentials.forget(host):
+        raise MdlError(f"not logged in to {host}")
+    console.line(f"Removed login credentials for {host}")

@@ -1,0 +1,161 @@
+"""One registry host: its base URL, an httpx client with challenge-driven auth, retries, and the
+translation of error answers into mdl's errors.
+
+Plain HTTP only for loopback hosts, or hosts named by ``--insecure`` or ``MDL_INSECURE_REGISTRIES``
+(comma-separated); everything else is HTTPS, verified against ``MDL_CA_BUNDLE`` when set.
+Proxies come from the environment (``HTTPS_PROXY``, ``NO_PROXY``), as httpx reads them.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from mdl.client import credentials
+from mdl.client.auth import CredentialLookup, RegistryAuth
+from mdl.spec.errors import NotFound, RemoteError, TransportError, Unauthorized
+
+DOCKER_HUB = "registry-1.docker.io"
+RETRIES = 6
+_LOOPBACK = ("localhost", "127.0.0.1", "[::1]", "::1")
+_RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def canonical_host(host: str) -> str:
+    """``docker.io`` (and ``index.docker.io``) mean Docker Hub's registry, as in docker."""
+    return DOCKER_HUB if host in ("docker.io", "index.docker.io") else host
+
+
+def is_insecure(host: str, insecure: bool = False) -> bool:
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if insecure or name in _LOOPBACK or host in _LOOPBACK:
+        return True
+    listed = os.environ.get("MDL_INSECURE_REGISTRIES", "")
+    return host in {h.strip() for h in listed.split(",") if h.strip()}
+
+
+def stall_timeout() -> float:
+    """Seconds without a byte before a transfer counts as stalled and is retried."""
+    return float(os.environ.get("MDL_STALL_TIMEOUT", "30"))
+
+
+class Connection:
+    def __init__(
+        self,
+        host: str,
+        *,
+        insecure: bool = False,
+        lookup: CredentialLookup | None = None,
+    ) -> None:
+        self.host = canonical_host(host)
+        scheme = "http" if is_insecure(self.host, insecure) else "https"
+        self.base_url = f"{scheme}://{self.host}"
+        verify: Any = os.environ.get("MDL_CA_BUNDLE") or True
+        timeout = httpx.Timeout(connect=15.0, read=stall_timeout(), write=120.0, pool=None)
+        self._token_client = httpx.Client(verify=verify, timeout=timeout)
+        self.client = httpx.Client(
+            auth=RegistryAuth(lookup or credentials.lookup, self._token_client),
+            verify=verify,
+            timeout=timeout,
+            follow_redirects=True,
+            limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
+            headers={"User-Agent": "mdl"},
+        )
+
+    def url(self, path: str) -> str:
+        return path if path.startswith(("http://", "https://")) else self.base_url + path
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        ok: tuple[int, ...] = (200,),
+        what: str = "",
+        retry: bool = True,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send with retries on 5xx, 429 (honouring Retry-After) and dropped connections; an
+        answer outside ``ok`` becomes an mdl error. The response is read whole."""
+
+        def send() -> httpx.Response:
+            return self.client.request(method, self.url(path), **kwargs)
+
+        response = with_retries(send, what or f"{method} {path}", retry=retry)
+        if response.status_code not in ok:
+            raise error_for(response, what or f"{method} {path}")
+        return response
+
+    def close(self) -> None:
+        self.client.close()
+        self._token_client.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def with_retries(
+    send: Callable[[], httpx.Response], what: str, *, retry: bool = True
+) -> httpx.Response:
+    for attempt in range(RETRIES if retry else 1):
+        last = attempt == (RETRIES if retry else 1) - 1
+        try:
+            response = send()
+        except httpx.TransportError as exc:
+            if last:
+                raise TransportError(f"{what}: {type(exc).__name__}: {exc}") from exc
+            backoff(attempt)
+            continue
+        if response.status_code in _RETRY_STATUS and not last:
+            backoff(attempt, response.headers.get("Retry-After"))
+            continue
+        return response
+    raise AssertionError("unreachable")
+
+
+def backoff(attempt: int, retry_after: str | None = None) -> None:
+    """Exponential with jitter (0.25 s doubling, at most 8 s), or what Retry-After asks."""
+    delay = min(0.25 * 2**attempt, 8.0) * (0.5 + random.random() / 2)
+    if retry_after:
+        delay = _retry_after_seconds(retry_after, delay)
+    time.sleep(delay)
+
+
+def _retry_after_seconds(value: str, default: float) -> float:
+    try:
+        return min(float(value), 60.0)
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    return max(0.0, min(moment.timestamp() - time.time(), 60.0))
+
+
+def error_for(response: httpx.Response, what: str) -> RemoteError | NotFound:
+    """An error answer as an mdl error, keeping the registry's OCI error code and message."""
+    code, message = None, response.reason_phrase
+    try:
+        errors = response.json().get("errors") or []
+        if errors:
+            code = errors[0].get("code")
+            message = errors[0].get("message") or message
+    except (ValueError, AttributeError):
+        pass
+    status = response.status_code
+    text = f"{what}: {status} {code + ': ' if code else ''}{message}"
+    if status in (401, 403):
+        return Unauthorized(text, status=status, code=code)
+    if status == 404:
+        return NotFound(text)
+    return RemoteError(text, status=status, code=code)

@@ -1,0 +1,258 @@
+"""Download one blob into the store: parallel byte ranges, verified, resumable, never partial.
+
+Bytes land in ``ingest/<alg>-<hex>.partial`` by positional writes, one stream per segment; a
+hasher thread follows the contiguous prefix, so the digest is known when the last byte lands.
+``<partial>.json`` records each segment's progress: a pull that was killed, cut off or stalled
+continues where it stopped. ``<partial>.lock`` makes a second process pulling the same blob wait
+for the first and then find the blob in place. Only a verified, fsynced file is published.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from mdl.client.connection import RETRIES, backoff
+from mdl.client.remote import RemoteRepository
+from mdl.spec.descriptor import Descriptor
+from mdl.spec.digest import Digest
+from mdl.spec.errors import DigestMismatch, RemoteError, TransportError
+from mdl.store import layout
+from mdl.store.fsio import atomic_write, write_error
+from mdl.store.ingest import publish
+from mdl.store.lock import file_lock
+from mdl.store.store import Store
+
+SEGMENT_BYTES = 32 * 1024 * 1024
+"""Blobs smaller than two segments download as one stream."""
+CHECKPOINT_BYTES = 16 * 1024 * 1024
+READ_CHUNK = 1024 * 1024
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class Segment:
+    start: int
+    end: int  # exclusive
+    written: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.start + self.written >= self.end
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    transferred: int
+    reused: int
+
+
+class _RangesUnsupported(Exception):
+    """The server answered a ranged GET with the whole blob."""
+
+
+def download(
+    repo: RemoteRepository,
+    desc: Descriptor,
+    store: Store,
+    *,
+    progress: Progress | None = None,
+    connections: int = 4,
+) -> Downloaded:
+    partial = layout.ingest_file(store.root, f"{desc.digest.algorithm}-{desc.digest.hex}.partial")
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(partial.with_name(partial.name + ".lock"), exclusive=True):
+        if store.exists(desc):
+            return Downloaded(0, 0)
+        job = _Job(repo, desc, partial, progress or (lambda n: None), connections)
+        try:
+            return job.run(store)
+        finally:
+            job.close()
+
+
+class _Job:
+    def __init__(
+        self,
+        repo: RemoteRepository,
+        desc: Descriptor,
+        partial: Path,
+        progress: Progress,
+        connections: int,
+    ) -> None:
+        self.repo, self.desc, self.partial, self.progress = repo, desc, partial, progress
+        self.state_path = partial.with_name(partial.name + ".json")
+        self.segments = self._load_state() or _plan(desc.size, connections)
+        self.fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)
+        self.cond = threading.Condition()
+        self.failed: BaseException | None = None
+        self.url = repo.blob_url(desc)
+        self._saved_at = 0
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def run(self, store: Store) -> Downloaded:
+        reused = sum(s.written for s in self.segments)
+        hasher = _PrefixHasher(self)
+        hashing = threading.Thread(target=hasher.run, daemon=True)
+        hashing.start()
+        try:
+            self._fetch_all()
+        except BaseException as exc:
+            with self.cond:
+                self.failed = exc
+                self.cond.notify_all()
+            hashing.join()
+            self._save_state()
+            raise
+        hashing.join()
+        digest = Digest(self.desc.digest.algorithm, hasher.hexdigest())
+        if digest != self.desc.digest:
+            self._discard()
+            raise DigestMismatch(
+                f"{self.repo}@{self.desc.digest}: registry sent content whose digest is {digest}"
+            )
+        try:
+            os.fsync(self.fd)
+        except OSError as exc:
+            raise write_error(exc, self.partial) from exc
+        publish(store.root, self.partial, digest)
+        self.state_path.unlink(missing_ok=True)
+        return Downloaded(self.desc.size - reused, reused)
+
+    def _fetch_all(self) -> None:
+        todo = [s for s in self.segments if not s.done]
+        if not todo:
+            return
+        first, rest = todo[0], todo[1:]
+        try:
+            self._fetch(first, follow_redirect=True)
+            if rest:
+                with ThreadPoolExecutor(max_workers=len(rest)) as pool:
+                    for future in [pool.submit(self._fetch, s) for s in rest]:
+                        future.result()
+        except _RangesUnsupported:
+            self.segments = [Segment(0, self.desc.size)]
+            self._fetch(self.segments[0])
+
+    def _fetch(self, segment: Segment, follow_redirect: bool = False) -> None:
+        """Stream one segment, retrying from its last written byte on network trouble."""
+        for attempt in range(RETRIES):
+            if segment.done or self.failed:
+                return
+            offset = segment.start + segment.written
+            try:
+                with self.repo.open_range(self.url, offset, segment.end - 1) as response:
+                    if follow_redirect:
+                        self.url = str(response.url)  # later ranges go straight to storage
+                    if response.status_code == 200 and (offset > 0 or segment.end < self.desc.size):
+                        raise _RangesUnsupported
+                    for chunk in response.iter_bytes(READ_CHUNK):
+                        self._write(segment, chunk)
+                if segment.done:
+                    return
+            except (httpx.TransportError, TransportError) as exc:
+                if attempt == RETRIES - 1:
+                    raise TransportError(f"{self.repo}@{self.desc.digest}: {exc}") from exc
+            except RemoteError as exc:
+                if exc.status < 500 or attempt == RETRIES - 1:
+                    raise
+            backoff(attempt)
+        raise TransportError(f"{self.repo}@{self.desc.digest}: download did not complete")
+
+    def _write(self, segment: Segment, chunk: bytes) -> None:
+        room = segment.end - (segment.start + segment.written)
+        if len(chunk) > room:
+            chunk = chunk[:room]  # a server that ignores the range end sends too much
+        view, position = memoryview(chunk), segment.start + segment.written
+        try:
+            while view:
+                count = os.pwrite(self.fd, view, position)
+                view, position = view[count:], position + count
+        except OSError as exc:
+            raise write_error(exc, self.partial) from exc
+        with self.cond:
+            segment.written += len(chunk)
+            self.cond.notify_all()
+            checkpoint = sum(s.written for s in self.segments) - self._saved_at >= CHECKPOINT_BYTES
+        self.progress(len(chunk))
+        if checkpoint:
+            self._save_state()
+
+    def _load_state(self) -> list[Segment] | None:
+        try:
+            doc = json.loads(self.state_path.read_bytes())
+            if doc["size"] != self.desc.size:
+                return None
+            segments = [Segment(*entry) for entry in doc["segments"]]
+            on_disk = self.partial.stat().st_size
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if any(s.start + s.written > on_disk for s in segments if s.written):
+            return None
+        return segments
+
+    def _save_state(self) -> None:
+        with self.cond:
+            segments = [[s.start, s.end, s.written] for s in self.segments]
+            self._saved_at = sum(s.written for s in self.segments)
+        doc = {"digest": str(self.desc.digest), "size": self.desc.size, "segments": segments}
+        atomic_write(self.state_path, json.dumps(doc).encode())
+
+    def _discard(self) -> None:
+        self.partial.unlink(missing_ok=True)
+        self.state_path.unlink(missing_ok=True)
+
+
+class _PrefixHasher:
+    """Hashes the file's contiguous written prefix as it grows, reading back from page cache."""
+
+    def __init__(self, job: _Job) -> None:
+        self.job = job
+        self.hasher = hashlib.new(job.desc.digest.algorithm)
+        self.offset = 0
+
+    def _frontier(self) -> int:
+        frontier = 0
+        for segment in self.job.segments:
+            frontier = segment.start + segment.written
+            if not segment.done:
+                break
+        return frontier
+
+    def run(self) -> None:
+        size = self.job.desc.size
+        while self.offset < size:
+            with self.job.cond:
+                while self._frontier() <= self.offset and not self.job.failed:
+                    self.job.cond.wait(timeout=1.0)
+                if self.job.failed:
+                    return
+                frontier = self._frontier()
+            while self.offset < frontier:
+                data = os.pread(
+                    self.job.fd, min(4 * READ_CHUNK, frontier - self.offset), self.offset
+                )
+                if not data:
+                    break
+                self.hasher.update(data)
+                self.offset += len(data)
+
+    def hexdigest(self) -> str:
+        return self.hasher.hexdigest()
+
+
+def _plan(size: int, connections: int) -> list[Segment]:
+    count = max(1, min(connections, size // SEGMENT_BYTES))
+    step = -(-size // count) if size else 0
+    return [Segment(i * step, min(size, (i + 1) * step)) for i in range(count)] or [Segment(0, 0)]

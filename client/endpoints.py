@@ -1,0 +1,100 @@
+"""The two ends a copy moves content between: the local store and a registry repository.
+
+Each end answers what it holds, hands out verified manifests, and receives a blob from the
+other end in the way that suits the pair: a ranged download into the store, an upload (or a
+cross-repository mount) into a registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mdl.client.download import download
+from mdl.client.remote import RemoteRepository
+from mdl.client.upload import upload
+from mdl.spec.descriptor import Descriptor
+from mdl.spec.digest import Digest
+from mdl.spec.errors import DigestMismatch, MdlError
+from mdl.store import layout
+from mdl.store.fsio import atomic_write
+from mdl.store.store import Store
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Received:
+    transferred: int
+    reused: int
+
+
+class LocalEnd:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def has_blob(self, desc: Descriptor) -> bool:
+        return self.store.exists(desc)
+
+    def manifest(self, desc: Descriptor) -> bytes:
+        return self.store.read_blob(desc)
+
+    def put_manifest(self, desc: Descriptor, data: bytes, reference: str | None) -> None:
+        if Digest.of(data, desc.digest.algorithm) != desc.digest:
+            raise DigestMismatch(f"{desc.digest}: manifest bytes do not match")
+        self.store.put_bytes(desc.media_type, data)
+
+    def receive(self, desc: Descriptor, source: object, progress: Progress) -> Received:
+        if not isinstance(source, RemoteEnd):
+            raise MdlError(f"cannot copy {desc.digest} into the store from {source!r}")
+        done = download(source.repo, desc, self.store, progress=progress)
+        remember_source(source.repo, desc.digest)
+        return Received(done.transferred, done.reused)
+
+
+class RemoteEnd:
+    def __init__(self, repo: RemoteRepository) -> None:
+        self.repo = repo
+
+    def has_blob(self, desc: Descriptor) -> bool:
+        return self.repo.has_blob(desc)
+
+    def manifest(self, desc: Descriptor) -> bytes:
+        return self.repo.fetch_manifest(str(desc.digest), desc)[0]
+
+    def put_manifest(self, desc: Descriptor, data: bytes, reference: str | None) -> None:
+        self.repo.push_manifest(reference or str(desc.digest), data, desc.media_type)
+
+    def receive(self, desc: Descriptor, source: object, progress: Progress) -> Received:
+        if not isinstance(source, LocalEnd):
+            raise MdlError(f"cannot copy {desc.digest} into {self.repo} from {source!r}")
+        path = source.store.blob_path(desc.digest)
+        sent = upload(
+            self.repo,
+            desc,
+            path,
+            mount_from=known_source(self.repo, desc.digest),
+            progress=progress,
+        )
+        remember_source(self.repo, desc.digest)
+        return Received(sent, desc.size - sent)
+
+
+def _source_file(repo: RemoteRepository, digest: Digest) -> Path:
+    host = repo.connection.host.replace(":", "_").replace("/", "_")
+    return layout.home() / "cache" / "blob-sources" / host / digest.hex
+
+
+def remember_source(repo: RemoteRepository, digest: Digest) -> None:
+    """Note that ``repo`` holds the blob, so a later push to a sibling repository can mount it."""
+    path = _source_file(repo, digest)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, repo.name.encode())
+
+
+def known_source(repo: RemoteRepository, digest: Digest) -> str | None:
+    try:
+        return _source_file(repo, digest).read_text() or None
+    except OSError:
+        return None

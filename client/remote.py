@@ -1,0 +1,142 @@
+"""One repository of a registry, through the distribution API's endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import quote
+
+import httpx
+
+from mdl.client.connection import Connection, error_for, with_retries
+from mdl.spec import mediatypes as mt
+from mdl.spec.descriptor import Descriptor
+from mdl.spec.digest import Digest
+from mdl.spec.errors import DigestMismatch, RemoteError
+
+MANIFEST_ACCEPT = ", ".join(
+    (mt.OCI_MANIFEST, mt.OCI_INDEX, mt.DOCKER_MANIFEST, mt.DOCKER_MANIFEST_LIST)
+)
+
+
+class RemoteRepository:
+    def __init__(self, connection: Connection, name: str) -> None:
+        self.connection = connection
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"{self.connection.host}/{self.name}"
+
+    def _path(self, kind: str, reference: str) -> str:
+        return f"/v2/{self.name}/{kind}/{quote(reference, safe=':')}"
+
+    # -- manifests -------------------------------------------------------------------------
+
+    def resolve(self, reference: str) -> Descriptor:
+        """HEAD the manifest: its descriptor (media type, digest, size) without the body."""
+        response = self.connection.request(
+            "HEAD",
+            self._path("manifests", reference),
+            headers={"Accept": MANIFEST_ACCEPT},
+            what=f"{self}:{reference}",
+        )
+        digest = response.headers.get("Docker-Content-Digest")
+        size = response.headers.get("Content-Length")
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        if not digest or not size or not media_type:
+            data, media_type = self.fetch_manifest(reference)
+            return Descriptor(media_type, Digest.of(data), len(data))
+        return Descriptor(media_type, Digest.parse(digest), int(size))
+
+    def fetch_manifest(
+        self, reference: str, expected: Descriptor | None = None
+    ) -> tuple[bytes, str]:
+        """The manifest's bytes and media type; checked against ``expected`` (or a digest
+        reference) so a registry cannot hand back other content."""
+        response = self.connection.request(
+            "GET",
+            self._path("manifests", reference),
+            headers={"Accept": MANIFEST_ACCEPT},
+            what=f"{self}:{reference}",
+        )
+        data = response.content
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        want = expected.digest if expected else None
+        if want is None and reference.startswith("sha"):
+            want = Digest.parse(reference)
+        if want is not None and Digest.of(data, want.algorithm) != want:
+            raise DigestMismatch(f"{self}@{want}: registry sent a manifest with another digest")
+        return data, media_type
+
+    def push_manifest(self, reference: str, data: bytes, media_type: str) -> Digest:
+        response = self.connection.request(
+            "PUT",
+            self._path("manifests", reference),
+            content=data,
+            headers={"Content-Type": media_type},
+            ok=(200, 201),
+            what=f"push manifest {self}:{reference}",
+        )
+        digest = Digest.of(data)
+        sent = response.headers.get("Docker-Content-Digest")
+        if sent and sent != str(digest):
+            raise RemoteError(f"{self}:{reference}: registry stored digest {sent}, not {digest}")
+        return digest
+
+    # -- blobs -----------------------------------------------------------------------------
+
+    def has_blob(self, desc: Descriptor) -> bool:
+        response = with_retries(
+            lambda: self.connection.client.head(
+                self.connection.url(self._path("blobs", str(desc.digest)))
+            ),
+            f"HEAD {self}@{desc.digest}",
+        )
+        if response.status_code == 404:
+            return False
+        if response.status_code != 200:
+            raise error_for(response, f"{self}@{desc.digest}")
+        return True
+
+    def blob_url(self, desc: Descriptor) -> str:
+        return self.connection.url(self._path("blobs", str(desc.digest)))
+
+    @contextmanager
+    def open_range(self, url: str, start: int, end: int | None) -> Iterator[httpx.Response]:
+        """Stream bytes ``start``..``end`` (inclusive) of a blob; redirects are followed, and
+        httpx drops the Authorization header when one leaves the registry's host."""
+        headers = {"Range": f"bytes={start}-{'' if end is None else end}"}
+        with self.connection.client.stream("GET", url, headers=headers) as response:
+            if response.status_code not in (200, 206):
+                response.read()
+                raise error_for(response, f"GET {self} blob")
+            yield response
+
+    def mount(self, desc: Descriptor, source: str) -> str | None:
+        """Ask to mount the blob from repository ``source``: None when mounted (201), else the
+        upload location the registry opened instead (202)."""
+        response = self.connection.request(
+            "POST",
+            f"/v2/{self.name}/blobs/uploads/?mount={desc.digest}&from={quote(source, safe='/')}",
+            ok=(201, 202),
+            what=f"mount {desc.digest} into {self}",
+        )
+        return None if response.status_code == 201 else _location(response, self)
+
+    def start_upload(self) -> str:
+        response = self.connection.request(
+            "POST", f"/v2/{self.name}/blobs/uploads/", ok=(202,), what=f"start upload to {self}"
+        )
+        return _location(response, self)
+
+    def tags(self) -> list[str]:
+        response = self.connection.request("GET", f"/v2/{self.name}/tags/list", what=str(self))
+        tags = response.json().get("tags") or []
+        return [t for t in tags if isinstance(t, str)]
+
+
+def _location(response: httpx.Response, repo: RemoteRepository) -> str:
+    location = response.headers.get("Location")
+    if not location:
+        raise RemoteError(f"{repo}: upload answer has no Location header")
+    return str(response.url.join(location))

@@ -1,0 +1,75 @@
+"""``pull``, ``push`` and ``login`` as library calls: references in, reports out."""
+
+from __future__ import annotations
+
+import httpx
+
+from mdl.client.connection import Connection, error_for, with_retries
+from mdl.client.copy import CopyReport, Progress, copy
+from mdl.client.credentials import Credentials
+from mdl.client.endpoints import LocalEnd, RemoteEnd
+from mdl.client.remote import RemoteRepository
+from mdl.spec.errors import NotFound, Unauthorized
+from mdl.spec.reference import Reference
+from mdl.store.store import Store
+
+
+def pull(
+    store: Store,
+    ref: Reference,
+    *,
+    insecure: bool = False,
+    progress: Progress | None = None,
+) -> CopyReport:
+    """Copy the model ``ref`` names into the store and tag it there under the full reference."""
+    remote_ref = ref.with_registry()
+    assert remote_ref.registry
+    with Connection(remote_ref.registry, insecure=insecure) as connection:
+        repo = RemoteRepository(connection, remote_ref.repository)
+        if remote_ref.digest:
+            root = repo.resolve(str(remote_ref.digest))
+            if root.digest != remote_ref.digest:
+                raise NotFound(f"{remote_ref}: registry answered with {root.digest}")
+        else:
+            assert remote_ref.tag
+            root = repo.resolve(remote_ref.tag)
+        with store.writing():
+            report = copy(RemoteEnd(repo), LocalEnd(store), root, None, progress)
+            store.tag(root.with_annotations({}), remote_ref)
+    return report
+
+
+def push(
+    store: Store,
+    source: Reference,
+    destination: Reference | None = None,
+    *,
+    insecure: bool = False,
+    progress: Progress | None = None,
+) -> CopyReport:
+    """Copy a local model to a registry; the manifest goes last, under the tag."""
+    target = (destination or source).with_registry()
+    assert target.registry
+    root = store.resolve(source)
+    with Connection(target.registry, insecure=insecure) as connection:
+        repo = RemoteRepository(connection, target.repository)
+        return copy(LocalEnd(store), RemoteEnd(repo), root, target.tag, progress)
+
+
+def check_login(host: str, credentials: Credentials, *, insecure: bool = False) -> None:
+    """Prove the credentials against ``/v2/`` before they are stored."""
+    with Connection(host, insecure=insecure, lookup=lambda _: credentials) as connection:
+
+        def ping() -> httpx.Response:
+            return connection.client.get(connection.url("/v2/"))
+
+        response = with_retries(ping, f"login to {connection.host}")
+        if response.status_code == 200:
+            return
+        error = error_for(response, f"login to {connection.host}")
+        if isinstance(error, Unauthorized):
+            raise Unauthorized(
+                f"login to {connection.host} as {credentials.username}: credentials refused",
+                status=response.status_code,
+            )
+        raise error

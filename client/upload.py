@@ -1,0 +1,200 @@
+"""Upload one blob to a registry: skip, mount, monolithic or chunked, resumable.
+
+A blob up to ``MONOLITHIC_BYTES`` goes in one PUT. A larger one goes in PATCH chunks, and the
+upload's location and offset are kept under ``$MDL_HOME/uploads/`` after every chunk, so a push
+that was interrupted asks the registry where the upload stands (GET → ``Range``) and continues.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+
+from mdl.client.connection import RETRIES, backoff, error_for
+from mdl.client.remote import RemoteRepository
+from mdl.spec.descriptor import Descriptor
+from mdl.spec.errors import RemoteError, TransportError
+from mdl.store import layout
+from mdl.store.fsio import atomic_write
+
+MONOLITHIC_BYTES = 64 * 1024 * 1024
+DEFAULT_CHUNK_BYTES = 128 * 1024 * 1024
+READ_BYTES = 1024 * 1024
+
+Progress = Callable[[int], None]
+
+
+def upload(
+    repo: RemoteRepository,
+    desc: Descriptor,
+    path: Path,
+    *,
+    mount_from: str | None = None,
+    progress: Progress | None = None,
+) -> int:
+    """Put the blob at ``path`` into ``repo``; returns the bytes sent (0 when mounted)."""
+    report = progress or (lambda n: None)
+    location = None
+    if mount_from and mount_from != repo.name:
+        location = repo.mount(desc, mount_from)
+        if location is None:
+            return 0
+    if desc.size <= min(MONOLITHIC_BYTES, chunk_bytes()):
+        _put_whole(repo, desc, path, location or repo.start_upload(), report)
+        return desc.size
+    return _put_chunked(repo, desc, path, location, report)
+
+
+def chunk_bytes() -> int:
+    """``MDL_CHUNK_SIZE`` (bytes): the PATCH size, for registries behind proxies with a body
+    limit; also the size above which a blob goes in chunks rather than in one PUT."""
+    return int(os.environ.get("MDL_CHUNK_SIZE") or DEFAULT_CHUNK_BYTES)
+
+
+def _put_whole(
+    repo: RemoteRepository, desc: Descriptor, path: Path, location: str, report: Progress
+) -> None:
+    for attempt in range(RETRIES):
+        try:
+            response = repo.connection.client.put(
+                _with_digest(location, desc),
+                content=_read(path, 0, desc.size, report),
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(desc.size),
+                },
+            )
+        except httpx.TransportError as exc:
+            if attempt == RETRIES - 1:
+                raise TransportError(f"upload {desc.digest} to {repo}: {exc}") from exc
+            backoff(attempt)
+            location = repo.start_upload()
+            continue
+        if response.status_code in (201, 204):
+            return
+        error = error_for(response, f"upload {desc.digest} to {repo}")
+        if response.status_code < 500 or attempt == RETRIES - 1:
+            raise error
+        backoff(attempt)
+        location = repo.start_upload()
+
+
+def _put_chunked(
+    repo: RemoteRepository, desc: Descriptor, path: Path, location: str | None, report: Progress
+) -> int:
+    saved = _UploadRecord(repo, desc)
+    offset = 0
+    if location is None:
+        location, offset = saved.resume()
+    if location is None:
+        location = repo.start_upload()
+    report(offset)
+    sent = 0
+    for attempt in range(RETRIES):
+        try:
+            while offset < desc.size:
+                end = min(offset + chunk_bytes(), desc.size)
+                location = _patch(repo, location, path, offset, end, report)
+                sent += end - offset
+                offset = end
+                saved.save(location, offset)
+            _finish(repo, desc, location)
+            saved.clear()
+            return sent
+        except (httpx.TransportError, TransportError) as exc:
+            if attempt == RETRIES - 1:
+                raise TransportError(f"upload {desc.digest} to {repo}: {exc}") from exc
+        except RemoteError as exc:
+            if exc.status == 416 and attempt < RETRIES - 1:
+                location, offset = repo.start_upload(), 0  # the registry lost our place
+                continue
+            if exc.status < 500 or attempt == RETRIES - 1:
+                raise
+        backoff(attempt)
+        location, offset = _status(repo, location, desc)
+    raise AssertionError("unreachable")
+
+
+def _patch(
+    repo: RemoteRepository, location: str, path: Path, start: int, end: int, report: Progress
+) -> str:
+    response = repo.connection.client.patch(
+        location,
+        content=_read(path, start, end, report),
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Range": f"{start}-{end - 1}",
+            "Content-Length": str(end - start),
+        },
+    )
+    if response.status_code != 202:
+        raise error_for(response, f"upload chunk {start}-{end - 1} to {repo}")
+    return str(response.url.join(response.headers.get("Location", location)))
+
+
+def _finish(repo: RemoteRepository, desc: Descriptor, location: str) -> None:
+    response = repo.connection.client.put(
+        _with_digest(location, desc), headers={"Content-Length": "0"}
+    )
+    if response.status_code not in (201, 204):
+        raise error_for(response, f"finish upload of {desc.digest} to {repo}")
+
+
+def _status(repo: RemoteRepository, location: str, desc: Descriptor) -> tuple[str, int]:
+    """Where an upload stands: (location, next offset); a fresh upload if it is gone."""
+    try:
+        response = repo.connection.client.get(location)
+    except httpx.TransportError:
+        return location, 0  # the next attempt's request reports whether it is really down
+    if response.status_code != 204:
+        return repo.start_upload(), 0
+    last = response.headers.get("Range", "0-0").rpartition("-")[2]
+    offset = int(last) + 1 if last.isdigit() else 0
+    where = str(response.url.join(response.headers.get("Location", location)))
+    return where, 0 if response.headers.get("Range") in (None, "0-0") else offset
+
+
+def _with_digest(location: str, desc: Descriptor) -> str:
+    return str(httpx.URL(location).copy_merge_params({"digest": str(desc.digest)}))
+
+
+def _read(path: Path, start: int, end: int, report: Progress) -> Iterator[bytes]:
+    with open(path, "rb") as blob:
+        blob.seek(start)
+        left = end - start
+        while left > 0:
+            chunk = blob.read(min(READ_BYTES, left))
+            if not chunk:
+                raise TransportError(f"{path}: shorter than its descriptor")
+            left -= len(chunk)
+            report(len(chunk))
+            yield chunk
+
+
+class _UploadRecord:
+    """The location and offset of an unfinished chunked upload, kept between runs."""
+
+    def __init__(self, repo: RemoteRepository, desc: Descriptor) -> None:
+        key = hashlib.sha256(f"{repo}@{desc.digest}".encode()).hexdigest()
+        self.path = layout.home() / "uploads" / f"{key}.json"
+        self.repo = repo
+        self.desc = desc
+
+    def resume(self) -> tuple[str | None, int]:
+        try:
+            location = json.loads(self.path.read_bytes())["location"]
+        except (OSError, ValueError, KeyError):
+            return None, 0
+        return _status(self.repo, location, self.desc)
+
+    def save(self, location: str, offset: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.path, json.dumps({"location": location, "offset": offset}).encode())
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
