@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote
@@ -14,6 +15,7 @@ from mdl.spec.descriptor import Descriptor
 from mdl.spec.digest import Digest
 from mdl.spec.errors import DigestMismatch, RemoteError
 
+_KNOWN = mt.MANIFEST_TYPES | mt.INDEX_TYPES
 MANIFEST_ACCEPT = ", ".join(
     (mt.OCI_MANIFEST, mt.OCI_INDEX, mt.DOCKER_MANIFEST, mt.DOCKER_MANIFEST_LIST)
 )
@@ -43,7 +45,7 @@ class RemoteRepository:
         digest = response.headers.get("Docker-Content-Digest")
         size = response.headers.get("Content-Length")
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-        if not digest or not size or not media_type:
+        if not digest or not size or media_type not in _KNOWN:
             data, media_type = self.fetch_manifest(reference)
             return Descriptor(media_type, Digest.of(data), len(data))
         return Descriptor(media_type, Digest.parse(digest), int(size))
@@ -60,7 +62,7 @@ class RemoteRepository:
             what=f"{self}:{reference}",
         )
         data = response.content
-        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        media_type = _media_type(response.headers.get("Content-Type", ""), data)
         want = expected.digest if expected else None
         if want is None and reference.startswith("sha"):
             want = Digest.parse(reference)
@@ -133,6 +135,22 @@ class RemoteRepository:
         response = self.connection.request("GET", f"/v2/{self.name}/tags/list", what=str(self))
         tags = response.json().get("tags") or []
         return [t for t in tags if isinstance(t, str)]
+
+
+def _media_type(content_type: str, data: bytes) -> str:
+    """The Content-Type when it names a manifest type; else what the document says it is
+    (Ollama's registry sends manifests as text/plain)."""
+    header = content_type.split(";")[0].strip()
+    if header in _KNOWN:
+        return header
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return header
+    declared = doc.get("mediaType") if isinstance(doc, dict) else None
+    if isinstance(declared, str) and declared:
+        return declared
+    return mt.OCI_INDEX if isinstance(doc, dict) and "manifests" in doc else mt.OCI_MANIFEST
 
 
 def _location(response: httpx.Response, repo: RemoteRepository) -> str:

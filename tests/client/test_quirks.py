@@ -1,0 +1,48 @@
+"""Pulls from registries with real-world habits: redirects to storage, 429/503, Ollama's quirks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cli_runner import MdlRunner
+from client_registries import Registry
+from standin import Quirks, standin
+
+
+def test_blob_redirects_are_followed_without_leaking_credentials(
+    mdl: MdlRunner, tiny_model: str, distribution: Registry, tmp_path: Path
+) -> None:
+    mdl("push", "tiny", f"{distribution.host}/quirks/redirect:1")
+    quirks = Quirks(redirect_blobs=True)
+    with standin(distribution.host, quirks) as host:
+        env = {
+            "MDL_HOME": str(tmp_path / "other"),
+            "MDL_REGISTRY_USER": "alice",
+            "MDL_REGISTRY_PASSWORD": "s3cret",
+        }
+        pulled = mdl("pull", f"{host}/quirks/redirect:1", "--json", env=env).json()
+    assert pulled["digest"] == tiny_model
+    assert len(quirks.storage_headers) >= 3
+    assert all("authorization" not in headers for headers in quirks.storage_headers)
+    assert all(headers.get("range", "").startswith("bytes=") for headers in quirks.storage_headers)
+
+
+def test_429_and_503_are_retried(
+    mdl: MdlRunner, tiny_model: str, distribution: Registry, tmp_path: Path
+) -> None:
+    mdl("push", "tiny", f"{distribution.host}/quirks/retry:1")
+    quirks = Quirks(failures=[429, 503, 503])
+    with standin(distribution.host, quirks) as host:
+        env = {"MDL_HOME": str(tmp_path / "other")}
+        pulled = mdl("pull", f"{host}/quirks/retry:1", "-q", env=env).out.strip()
+    assert pulled == tiny_model
+    assert quirks.failed == [429, 503, 503] and not quirks.failures
+
+
+def test_pull_from_a_registry_with_ollamas_quirks(
+    mdl: MdlRunner, tiny_model: str, distribution: Registry, tmp_path: Path
+) -> None:
+    mdl("push", "tiny", f"{distribution.host}/library/quirky:1")
+    with standin(distribution.host, Quirks(ollama=True)) as host:
+        env = {"MDL_HOME": str(tmp_path / "other")}
+        assert mdl("pull", f"{host}/library/quirky:1", "-q", env=env).out.strip() == tiny_model
