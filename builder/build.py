@@ -27,17 +27,14 @@ from mdl.spec.modelfile import Modelfile
 from mdl.spec.modelpack import (
     ANNOTATION_TEMPLATE_FORMAT,
     ModelConfig,
+    config_from_gguf,
     model_manifest,
-    param_size,
 )
 from mdl.spec.reference import Reference
 from mdl.store.ingest import Ingest
 from mdl.store.store import Store
 
 Progress = Callable[[str, int, int], None]
-
-_FLOAT_TYPES = {"F32": "fp32", "F16": "fp16", "BF16": "bf16", "F64": "fp64"}
-
 
 @dataclass(frozen=True)
 class BuildOptions:
@@ -127,19 +124,11 @@ def _encoded(text: str | None) -> bytes | None:
 
 
 def _config(recipe: Recipe, layers: list[Descriptor], options: BuildOptions) -> ModelConfig:
-    info = recipe.weights.info
-    license_ = info.license
-    return ModelConfig(
-        architecture=info.architecture,
-        param_size=param_size(info.parameter_count),
-        quantization=info.quantization,
-        precision=_FLOAT_TYPES.get(info.quantization),
-        context_length=info.context_length,
-        name=info.name,
+    return config_from_gguf(
+        recipe.weights.info,
+        layers,
         version=options.labels.get("org.opencontainers.image.version"),
-        licenses=(license_,) if license_ else (),
-        created_at=options.created,
-        diff_ids=tuple(str(layer.digest) for layer in layers),
+        created=options.created,
     )
 
 

@@ -12,7 +12,7 @@ from importlib.metadata import version
 import click
 import typer
 
-from mdl.cli import build, local, transfer
+from mdl.cli import build, local, registry, transfer
 from mdl.cli.console import error
 from mdl.spec.errors import MdlError
 
@@ -44,6 +44,7 @@ def _root(
 build.register(app)
 transfer.register(app)
 local.register(app)
+registry.register(app)
 
 
 def main() -> None:

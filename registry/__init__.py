@@ -1,1 +1,1 @@
-"""mdl.registry."""
+"""mdl's OCI distribution registry (distribution-spec v1.1) on Starlette; see docs/registry.md."""

@@ -13,6 +13,7 @@ from typing import Any
 
 from mdl.spec import mediatypes as mt
 from mdl.spec.descriptor import Descriptor
+from mdl.spec.gguf import GGUFInfo
 from mdl.spec.manifest import Manifest
 
 ANNOTATION_TEMPLATE_FORMAT = "dev.mdl.template.format"
@@ -129,6 +130,31 @@ class ModelFiles:
 def license_filepath(index: int) -> str:
     """``LICENSE``, ``LICENSE.2``, ``LICENSE.3``, … for the 0-based ``index``."""
     return mt.LICENSE_FILE if index == 0 else f"{mt.LICENSE_FILE}.{index + 1}"
+
+
+_FLOAT_TYPES = {"F32": "fp32", "F16": "fp16", "BF16": "bf16", "F64": "fp64"}
+
+
+def config_from_gguf(
+    info: GGUFInfo,
+    layers: Sequence[Descriptor],
+    *,
+    version: str | None = None,
+    created: str | None = None,
+) -> ModelConfig:
+    """The config a model with these weights and layers has: what its GGUF header says."""
+    return ModelConfig(
+        architecture=info.architecture,
+        param_size=param_size(info.parameter_count),
+        quantization=info.quantization,
+        precision=_FLOAT_TYPES.get(info.quantization),
+        context_length=info.context_length,
+        name=info.name,
+        version=version,
+        licenses=(info.license,) if info.license else (),
+        created_at=created,
+        diff_ids=tuple(str(layer.digest) for layer in layers),
+    )
 
 
 def model_manifest(

@@ -1,0 +1,122 @@
+"""``mdl registry serve`` and ``mdl registry gc``: run mdl's OCI registry, and clean it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mdl.cli import console
+from mdl.store.layout import home
+
+registry_app = typer.Typer(
+    help="Run mdl's OCI distribution registry and maintain its storage.",
+    no_args_is_help=True,
+)
+ROOT = typer.Option(
+    None, "--root", help="Storage directory (default: $MDL_HOME/registry).", show_default=False
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(registry_app, name="registry")
+
+
+def _root(root: Path | None) -> Path:
+    return root if root is not None else home() / "registry"
+
+
+@registry_app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(5000, "--port", help="Port to listen on."),
+    root: Path | None = ROOT,
+    htpasswd: Path | None = typer.Option(
+        None, "--htpasswd", help="bcrypt htpasswd file (htpasswd -B): enables basic auth."
+    ),
+    auth: str | None = typer.Option(
+        None, "--auth", help="basic or token (default: basic with --htpasswd, else none)."
+    ),
+    policy: Path | None = typer.Option(
+        None, "--policy", help="TOML file of per-repository pull/push/delete grants."
+    ),
+    anonymous_pull: list[str] = typer.Option(
+        [], "--anonymous-pull", help="Let anyone pull NAMESPACE and NAMESPACE/* (repeatable)."
+    ),
+    token_ttl: int = typer.Option(300, "--token-ttl", help="Token lifetime in seconds."),
+    token_key: Path | None = typer.Option(
+        None, "--token-key", help="Ed25519 PEM key signing tokens (default: ROOT/.token-key.pem)."
+    ),
+    service: str = typer.Option("mdl-registry", "--service", help="Token service name."),
+    realm: str | None = typer.Option(
+        None, "--realm", help="Token endpoint URL to advertise (default: this server's /token)."
+    ),
+    read_only: bool = typer.Option(False, "--read-only", help="Refuse pushes and deletes."),
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", help="PEM certificate (chain)."),
+    tls_key: Path | None = typer.Option(None, "--tls-key", help="PEM private key."),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="Allow plain HTTP on a non-loopback address."
+    ),
+    workers: int = typer.Option(1, "--workers", min=1, help="Server worker processes."),
+    access_log: bool = typer.Option(
+        True, "--access-log/--no-access-log", help="JSON access log lines on stderr."
+    ),
+) -> None:
+    """Serve an OCI distribution-spec v1.1 registry (pull, push, discovery, management)."""
+    from mdl.registry.server import ServeConfig
+    from mdl.registry.server import serve as run
+
+    config = ServeConfig(
+        root=str(_root(root)),
+        host=host,
+        port=port,
+        auth=auth or ("basic" if htpasswd else "none"),
+        htpasswd=str(htpasswd) if htpasswd else None,
+        policy=str(policy) if policy else None,
+        anonymous_pull=tuple(anonymous_pull),
+        token_key=str(token_key) if token_key else None,
+        token_ttl=token_ttl,
+        service=service,
+        realm=realm,
+        read_only=read_only,
+        tls_cert=str(tls_cert) if tls_cert else None,
+        tls_key=str(tls_key) if tls_key else None,
+        insecure=insecure,
+        workers=workers,
+        access_log=access_log,
+    )
+    run(config)
+
+
+@registry_app.command()
+def gc(
+    root: Path | None = ROOT,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report what would be removed."),
+    grace_period: int = typer.Option(
+        3600, "--grace-period", help="Keep unreferenced blobs younger than this (seconds)."
+    ),
+    upload_expiry: int = typer.Option(
+        86400, "--upload-expiry", help="Remove upload sessions idle longer than this (seconds)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+) -> None:
+    """Remove blobs no manifest references, and expired upload sessions (safe while serving)."""
+    from mdl.registry.gc import collect
+    from mdl.registry.storage.filesystem import FilesystemDriver
+
+    report = collect(
+        FilesystemDriver(_root(root)),
+        grace_period=grace_period,
+        upload_expiry=upload_expiry,
+        dry_run=dry_run,
+    )
+    verb = "would remove" if dry_run else "removed"
+    console.result(
+        report.to_json(),
+        as_json,
+        lambda: console.line(
+            f"{verb} {len(report.blobs)} blobs ({console.human_size(report.bytes_freed)}), "
+            f"{report.links} links and {report.uploads} upload sessions; "
+            f"kept {report.kept} blobs"
+        ),
+    )

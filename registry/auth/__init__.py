@@ -1,0 +1,1 @@
+"""Access control: htpasswd basic auth, bearer tokens, a per-repository policy, read-only."""

@@ -1,0 +1,95 @@
+"""Blob endpoints: GET and HEAD (with ``Range``), DELETE. Bytes stream from storage, never whole.
+
+A local file is sent with ``FileResponse`` (the ASGI server's sendfile/pathsend when it has
+one); a range, or a backend without local files, streams from a reader in 1 MiB pieces.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from typing import BinaryIO
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from mdl.registry import names, paths
+from mdl.registry.context import registry
+from mdl.registry.errors import ErrorCode, OCIError
+from mdl.registry.ranges import Unsatisfiable, byte_range
+
+OCTET_STREAM = "application/octet-stream"
+PIECE = 1024 * 1024
+
+
+class WholeFile(FileResponse):
+    """The whole file, always: ranges were decided before (a multi-range request gets all)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(key, value) for key, value in scope["headers"] if key != b"range"]
+        await super().__call__({**scope, "headers": headers}, receive, send)
+
+
+async def get(request: Request) -> Response:
+    name = names.repository(request.path_params["name"])
+    digest = names.digest(request.path_params["digest"])
+    repos = registry(request).repos
+    stat = repos.blob_stat(name, digest)
+    headers = {
+        "Docker-Content-Digest": str(digest),
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{digest}"',
+        "Cache-Control": "max-age=31536000",
+    }
+    if request.method == "HEAD":
+        headers["Content-Length"] = str(stat.size)
+        return Response(status_code=200, headers=headers, media_type=OCTET_STREAM)
+    key = paths.blob(digest)
+    try:
+        selected = byte_range(request.headers.get("range"), stat.size)
+    except Unsatisfiable:
+        raise OCIError(
+            ErrorCode.RANGE_NOT_SATISFIABLE,
+            {"range": request.headers.get("range", "")[:100]},
+            {"Content-Range": f"bytes */{stat.size}"},
+        ) from None
+    driver = repos.driver
+    local = driver.local_path(key)
+    if selected is None and local is not None:
+        stat_result = await run_in_threadpool(os.stat, local)
+        return WholeFile(local, headers=headers, media_type=OCTET_STREAM, stat_result=stat_result)
+    first, last = selected if selected is not None else (0, stat.size - 1)
+    headers["Content-Length"] = str(last - first + 1)
+    status = 200
+    if selected is not None:
+        headers["Content-Range"] = f"bytes {first}-{last}/{stat.size}"
+        status = 206
+    reader = await run_in_threadpool(driver.open, key)
+    return StreamingResponse(
+        _pieces(reader, first, last - first + 1),
+        status_code=status,
+        headers=headers,
+        media_type=OCTET_STREAM,
+    )
+
+
+async def _pieces(reader: BinaryIO, offset: int, length: int) -> AsyncIterator[bytes]:
+    try:
+        await run_in_threadpool(reader.seek, offset)
+        while length > 0:
+            piece = await run_in_threadpool(reader.read, min(PIECE, length))
+            if not piece:
+                break
+            length -= len(piece)
+            yield piece
+    finally:
+        reader.close()
+
+
+async def delete(request: Request) -> Response:
+    name = names.repository(request.path_params["name"])
+    digest = names.digest(request.path_params["digest"])
+    registry(request).repos.unlink_blob(name, digest)
+    return Response(status_code=202, headers={"Content-Length": "0"})

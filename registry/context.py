@@ -1,0 +1,40 @@
+"""What every endpoint reaches through the request: the repositories, the uploads, the caller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from starlette.requests import Request
+
+from mdl.registry.repos import Repositories
+from mdl.registry.sessions import Uploads
+
+ACCESS_SCOPE_KEY = "mdl.access"
+
+
+class Access(Protocol):
+    """What the authenticated caller may do (set on the scope by the auth middleware)."""
+
+    user: str | None
+
+    def can(self, name: str, action: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Registry:
+    repos: Repositories
+    uploads: Uploads
+    open_access: bool
+    """No access control: anonymous cross-repository mounts are allowed."""
+
+
+def registry(request: Request) -> Registry:
+    state: Registry = request.app.state.registry
+    return state
+
+
+def may(request: Request, name: str, action: str) -> bool:
+    """Whether the caller may ``action`` (pull, push, delete) on repository ``name``."""
+    access: Access | None = request.scope.get(ACCESS_SCOPE_KEY)
+    return access is None or access.can(name, action)

@@ -1,0 +1,147 @@
+"""Serve the registry with granian (a Rust ASGI server that sends files with pathsend).
+
+The CLI builds a ``ServeConfig``, checks it in its own process (so a bad htpasswd or policy file
+is a clear error), then hands it to granian's workers through the ``MDL_REGISTRY_CONFIG``
+environment variable; each worker calls ``app_from_env``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from starlette.applications import Starlette
+
+from mdl.registry.app import create_app
+from mdl.registry.auth.gate import AuthSettings
+from mdl.registry.auth.htpasswd import Htpasswd
+from mdl.registry.auth.policy import Policy
+from mdl.registry.auth.tokens import TokenIssuer, load_or_create_key
+from mdl.registry.storage.filesystem import FilesystemDriver
+from mdl.spec.errors import MdlError
+
+CONFIG_ENV = "MDL_REGISTRY_CONFIG"
+TOKEN_KEY_FILE = ".token-key.pem"
+
+
+class ServeError(MdlError):
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    root: str
+    host: str = "127.0.0.1"
+    port: int = 5000
+    auth: str = "none"
+    """``none``, ``basic`` or ``token``."""
+    htpasswd: str | None = None
+    policy: str | None = None
+    anonymous_pull: tuple[str, ...] = ()
+    token_key: str | None = None
+    token_ttl: int = 300
+    service: str = "mdl-registry"
+    realm: str | None = None
+    read_only: bool = False
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    insecure: bool = False
+    workers: int = 1
+    access_log: bool = True
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls, text: str) -> ServeConfig:
+        fields = json.loads(text)
+        fields["anonymous_pull"] = tuple(fields.get("anonymous_pull", ()))
+        return cls(**fields)
+
+
+def check(config: ServeConfig) -> None:
+    """Refuse what cannot or must not run; ServeError says why."""
+    if config.auth not in ("none", "basic", "token"):
+        raise ServeError(f"--auth must be basic or token, not {config.auth!r}")
+    if config.auth == "basic" and not config.htpasswd:
+        raise ServeError("--auth basic needs --htpasswd FILE")
+    if bool(config.tls_cert) != bool(config.tls_key):
+        raise ServeError("--tls-cert and --tls-key go together")
+    if not config.tls_cert and not is_loopback(config.host) and not config.insecure:
+        raise ServeError(
+            f"refusing to serve plain HTTP on {config.host}, which is not a loopback address: "
+            "give --tls-cert and --tls-key, or --insecure to do it anyway"
+        )
+    if config.auth == "none" and (config.policy or config.anonymous_pull):
+        raise ServeError("--policy and --anonymous-pull need --htpasswd or --auth token")
+    build_app(config)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def auth_settings(config: ServeConfig) -> AuthSettings | None:
+    if config.auth == "none":
+        return None
+    htpasswd = Htpasswd.load(Path(config.htpasswd)) if config.htpasswd else None
+    policy = Policy.build(Path(config.policy) if config.policy else None, config.anonymous_pull)
+    issuer = None
+    if config.auth == "token":
+        key_path = Path(config.token_key or Path(config.root) / TOKEN_KEY_FILE)
+        try:
+            key = load_or_create_key(key_path)
+        except (OSError, ValueError) as exc:
+            raise ServeError(f"token key {key_path}: {exc}") from exc
+        issuer = TokenIssuer(key, config.service, config.token_ttl)
+    return AuthSettings(htpasswd, policy, issuer, config.realm)
+
+
+def build_app(config: ServeConfig) -> Starlette:
+    driver = FilesystemDriver(Path(config.root))
+    return create_app(driver, auth=auth_settings(config), read_only=config.read_only)
+
+
+def app_from_env() -> Starlette:
+    """granian's factory: the app for the config the CLI put in the environment."""
+    config = ServeConfig.from_env(os.environ[CONFIG_ENV])
+    access = logging.getLogger("mdl.registry.access")
+    access.propagate = False
+    if config.access_log and not access.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(handler)
+        access.setLevel(logging.INFO)
+    return build_app(config)
+
+
+def serve(config: ServeConfig) -> None:
+    """Run until interrupted."""
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+    from granian.server import Server
+
+    check(config)
+    os.environ[CONFIG_ENV] = config.to_env()
+    server = Server(
+        "mdl.registry.server:app_from_env",
+        address=config.host,
+        port=config.port,
+        interface=Interfaces.ASGI,
+        workers=config.workers,
+        factory=True,
+        log_level=LogLevels.warning,
+        ssl_cert=Path(config.tls_cert) if config.tls_cert else None,
+        ssl_key=Path(config.tls_key) if config.tls_key else None,
+    )
+    server.serve()

@@ -1,0 +1,1 @@
+"""Storage backends: the ``StorageDriver`` interface and its implementations."""

@@ -1,0 +1,89 @@
+"""The interface every storage backend implements: bytes under ``/``-separated keys.
+
+It is deliberately small (like distribution's ``StorageDriver``) so an object store can implement
+it: whole-object reads and atomic writes for small documents, an appendable writer for upload
+sessions, a move for publishing a verified upload, listing for discovery and gc. Keys come only
+from ``mdl.registry.paths``. ``tests/registry/test_storage_conformance.py`` runs the same suite
+against every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+
+class PathNotFound(Exception):
+    """No object under that key."""
+
+
+@dataclass(frozen=True)
+class Stat:
+    size: int
+    modified: float
+    """Seconds since the epoch of the last write or ``touch``."""
+
+
+class Appender(Protocol):
+    """An object being extended: ``size`` is its length so far; ``close`` makes writes durable."""
+
+    size: int
+
+    def write(self, data: bytes | bytearray | memoryview) -> None: ...
+    def truncate(self, size: int) -> None: ...
+    def close(self) -> None: ...
+
+
+class StorageDriver(Protocol):
+    def read(self, key: str) -> bytes:
+        """The whole object; PathNotFound when missing."""
+        ...
+
+    def write(self, key: str, data: bytes) -> None:
+        """Create or replace atomically: readers see the old or the new bytes, never a mix."""
+        ...
+
+    def stat(self, key: str) -> Stat:
+        """Size and modification time; PathNotFound when missing."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def touch(self, key: str) -> None:
+        """Set the modification time to now (creating an empty object when missing)."""
+        ...
+
+    def list(self, prefix: str) -> list[str]:
+        """Sorted names of the direct children of ``prefix``; empty when it does not exist."""
+        ...
+
+    def walk(self, prefix: str) -> Iterator[str]:
+        """Every object key under ``prefix``, depth first."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove an object, or a prefix with everything under it; missing is not an error."""
+        ...
+
+    def move(self, source: str, destination: str) -> None:
+        """Rename atomically, replacing ``destination``; PathNotFound when the source is missing."""
+        ...
+
+    def appender(self, key: str) -> Appender:
+        """Open ``key`` for appending (created when missing)."""
+        ...
+
+    def open(self, key: str) -> BinaryIO:
+        """A binary reader positioned at the start; PathNotFound when missing."""
+        ...
+
+    def local_path(self, key: str) -> Path | None:
+        """A file path serving the object's bytes (for sendfile), or None on remote backends."""
+        ...
+
+    def lock(self, key: str, *, exclusive: bool) -> AbstractContextManager[None]:
+        """An advisory lock shared by every process using this storage."""
+        ...

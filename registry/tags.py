@@ -1,0 +1,46 @@
+"""Discovery endpoints: a repository's tags and the registry's catalog, both paginated.
+
+Tags are listed in lexical order; ``n`` limits a page, ``last`` starts after a name, and a
+``Link: <…>; rel="next"`` header points at the next page while more remain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from mdl.registry import names
+from mdl.registry.context import may, registry
+from mdl.registry.errors import ErrorCode, OCIError
+from mdl.registry.pagination import link, page_size, paginate
+
+
+async def tags_list(request: Request) -> Response:
+    name = names.repository(request.path_params["name"])
+    repos = registry(request).repos
+    if not repos.exists(name):
+        raise OCIError(ErrorCode.NAME_UNKNOWN, {"name": name})
+    tags = sorted(await run_in_threadpool(repos.tags, name))
+    return _page(request, f"/v2/{name}/tags/list", tags, lambda page: {"name": name, "tags": page})
+
+
+async def catalog(request: Request) -> Response:
+    repos = registry(request).repos
+    everything = sorted(await run_in_threadpool(lambda: list(repos.names())))
+    visible = [name for name in everything if may(request, name, "pull")]
+    return _page(request, "/v2/_catalog", visible, lambda page: {"repositories": page})
+
+
+def _page(
+    request: Request,
+    path: str,
+    items: Sequence[str],
+    body: Callable[[list[str]], dict[str, object]],
+) -> Response:
+    n = page_size(request.query_params)
+    chosen, next_last = paginate(items, n, request.query_params.get("last"))
+    headers = {"Link": link(path, n, next_last)} if next_last is not None and n else {}
+    return JSONResponse(body(chosen), headers=headers)

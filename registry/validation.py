@@ -1,0 +1,100 @@
+"""What a pushed manifest must satisfy beyond ``mdl.spec.manifest.parse`` (image spec v1.1).
+
+``check`` parses once and returns everything the registry needs from the document: the media
+type to serve it with, the blobs and manifests that must already be in the repository, and the
+subject and referrer descriptor for the referrers API. Descriptors with ``data`` must carry
+exactly their content; non-distributable layers may be absent, as the image spec allows.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from mdl.registry.errors import ErrorCode, OCIError
+from mdl.spec import mediatypes as mt
+from mdl.spec.descriptor import Descriptor
+from mdl.spec.digest import Digest
+from mdl.spec.manifest import MAX_MANIFEST_BYTES, Index, InvalidManifest, Manifest, parse
+
+FOREIGN_LAYER_TYPES = frozenset(
+    {
+        "application/vnd.oci.image.layer.nondistributable.v1.tar",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+    }
+)
+KNOWN_TYPES = mt.MANIFEST_TYPES | mt.INDEX_TYPES
+
+
+@dataclass(frozen=True)
+class Checked:
+    media_type: str
+    blobs: tuple[Digest, ...]
+    """Config and layers: blobs the repository must link."""
+    manifests: tuple[Digest, ...]
+    """An index's children: manifests (or blobs) the repository must hold."""
+    subject: Digest | None
+    referrer: dict[str, Any] | None
+    """The descriptor the referrers API lists for this manifest (when it has a subject)."""
+
+
+def check(data: bytes, content_type: str | None, digest: Digest) -> Checked:
+    """Validate a manifest or index as pushed; MANIFEST_INVALID (or _TOO_LARGE) otherwise."""
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise OCIError(ErrorCode.MANIFEST_TOO_LARGE, {"size": len(data)})
+    declared = content_type if content_type in KNOWN_TYPES else None
+    try:
+        document = parse(data, declared)
+    except InvalidManifest as exc:
+        raise OCIError(ErrorCode.MANIFEST_INVALID, str(exc)) from None
+    if isinstance(document, Manifest):
+        descriptors: tuple[Descriptor, ...] = document.blobs
+        blobs = tuple(d.digest for d in document.blobs if d.media_type not in FOREIGN_LAYER_TYPES)
+        manifests: tuple[Digest, ...] = ()
+        artifact_type: str | None = document.artifact_type or document.config.media_type
+    else:
+        descriptors = document.manifests
+        blobs = ()
+        manifests = tuple(d.digest for d in document.manifests)
+        artifact_type = document.artifact_type
+    subject = document.subject
+    _check_data(d for d in (*descriptors, *([subject] if subject else [])))
+    referrer = _referrer(document, data, digest, artifact_type) if subject else None
+    return Checked(
+        document.media_type, blobs, manifests, subject.digest if subject else None, referrer
+    )
+
+
+def _check_data(descriptors: Iterable[Descriptor]) -> None:
+    for descriptor in descriptors:
+        data = descriptor.extra.get("data")
+        if data is None:
+            continue
+        try:
+            content = base64.b64decode(data, validate=True) if isinstance(data, str) else None
+        except (binascii.Error, ValueError):
+            content = None
+        if content is None or len(content) != descriptor.size:
+            raise OCIError(ErrorCode.MANIFEST_INVALID, f"{descriptor.digest}: invalid data field")
+        if Digest.of(content, descriptor.digest.algorithm) != descriptor.digest:
+            raise OCIError(ErrorCode.MANIFEST_INVALID, f"{descriptor.digest}: data does not match")
+
+
+def _referrer(
+    document: Manifest | Index, data: bytes, digest: Digest, artifact_type: str | None
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "mediaType": document.media_type,
+        "digest": str(digest),
+        "size": len(data),
+    }
+    if artifact_type:
+        entry["artifactType"] = artifact_type
+    if document.annotations:
+        entry["annotations"] = dict(document.annotations)
+    return entry
