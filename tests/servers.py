@@ -26,9 +26,15 @@ class RunningServer:
     """A server process: ``url`` (``http://127.0.0.1:PORT``), ``host`` (``127.0.0.1:PORT``)."""
 
     def __init__(
-        self, process: subprocess.Popen[bytes], port: int, log: IO[bytes], scheme: str = "http"
+        self,
+        process: subprocess.Popen[bytes],
+        port: int,
+        log: IO[bytes],
+        scheme: str = "http",
+        argv: list[str] | None = None,
     ) -> None:
         self.process = process
+        self.argv = argv or []
         self.port = port
         self.host = f"127.0.0.1:{port}"
         self.url = f"{scheme}://{self.host}"
@@ -50,6 +56,12 @@ class RunningServer:
         if not self._log.closed:
             self._log.close()
         self.log_path.unlink(missing_ok=True)
+
+    def restart(self) -> None:
+        """Stop the server and start the same command on the same port again."""
+        self.stop()
+        fresh = _start(self.argv, self.port, self.url.partition(":")[0])
+        self.process, self.log_path, self._log = fresh.process, fresh.log_path, fresh._log
 
     def __enter__(self) -> RunningServer:
         return self
@@ -73,7 +85,7 @@ def free_port() -> int:
 def _start(argv: list[str], port: int, scheme: str = "http") -> RunningServer:
     log = tempfile.NamedTemporaryFile(prefix="registry-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    server = RunningServer(process, port, log, scheme)
+    server = RunningServer(process, port, log, scheme, argv)
     deadline = time.monotonic() + READY_TIMEOUT
     context = ssl.create_default_context()
     context.check_hostname = False

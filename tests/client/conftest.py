@@ -1,3 +1,3 @@
-from client_registries import distribution, distribution_auth, tiny_model
+from client_registries import distribution, distribution_auth, mdl_registry, tiny_model
 
-__all__ = ["distribution", "distribution_auth", "tiny_model"]
+__all__ = ["distribution", "distribution_auth", "mdl_registry", "tiny_model"]

@@ -84,6 +84,24 @@ def test_killed_pull_resumes_where_it_stopped(
     assert weights == mdl("show", "big", "--json").json()["files"]["model.gguf"]
 
 
+def test_killed_push_resumes_on_mdls_registry(
+    mdl: MdlRunner, big_model: str, mdl_registry: Registry, mdl_home: Path
+) -> None:
+    """mdl's registry keeps every byte a cut PATCH delivered and says so in ``Range``: the
+    rerun continues from there."""
+    ref = f"{mdl_registry.host}/resume/pushed:1"
+    env = {"MDL_CHUNK_SIZE": str(16 * 1024 * 1024)}
+    uploads = mdl_home / "uploads"
+    pushing = _start(["push", "big", ref], {**env, "MDL_HOME": str(mdl_home)})
+    _kill_when(pushing, lambda: any(uploads.glob("*.json")) if uploads.exists() else False)
+    resumed = mdl("push", "big", ref, "--json", env=env).json()
+    assert resumed["digest"] == big_model
+    assert 0 < resumed["bytes_transferred"] < BIG_MIB * 1024 * 1024  # the blob is larger
+    assert not list(uploads.glob("*.json"))
+    check = {"MDL_HOME": str(mdl_home / "check")}
+    assert mdl("pull", ref, "-q", env=check).out.strip() == big_model
+
+
 def test_killed_push_completes_when_run_again(
     mdl: MdlRunner, big_model: str, distribution: Registry, mdl_home: Path
 ) -> None:

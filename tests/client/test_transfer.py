@@ -79,8 +79,6 @@ def test_push_to_a_sibling_repository_mounts_every_blob(
     second = mdl("push", "tiny", f"{distribution.host}/team/b:1", "--json").json()
     assert second["bytes_transferred"] == 0
     assert second["bytes_skipped"] == first["bytes_transferred"]
-    log = (distribution.config.parent / "registry.log").read_text()
-    assert "mount" in log or second["blobs_transferred"] == first["blobs_transferred"]
 
 
 def test_auth_from_env_login_and_docker_config(
@@ -143,8 +141,7 @@ def test_a_registry_serving_a_corrupt_blob_is_caught(
     ref = f"{distribution.host}/demo/corrupt:1"
     mdl("push", "tiny", ref)
     weights = mdl("show", "tiny", "--json").json()["files"]["model.gguf"].removeprefix("sha256:")
-    storage = distribution.config.parent / "storage" / "docker" / "registry" / "v2"
-    data = storage / "blobs" / "sha256" / weights[:2] / weights / "data"
+    data = distribution.blob_file(weights)
     original = data.read_bytes()
     data.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
     try:
