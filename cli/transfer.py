@@ -12,6 +12,7 @@ from mdl.client.connection import canonical_host
 from mdl.client.copy import CopyReport
 from mdl.client.transfer import check_login, pull, push
 from mdl.spec.errors import MdlError
+from mdl.spec.foreign import FORMATS
 from mdl.spec.reference import Reference
 from mdl.store.store import Store
 
@@ -52,14 +53,23 @@ def push_cmd(
     destination: str | None = typer.Argument(
         None, metavar="[DEST]", help="Where to push it, if not to REF itself."
     ),
+    fmt: str = typer.Option(
+        "mdl",
+        "--format",
+        help="mdl (CNCF ModelPack), ollama (for ollama pull) or docker (Docker Model Runner).",
+    ),
     insecure: bool = INSECURE,
     as_json: bool = JSON,
     quiet: bool = QUIET,
 ) -> None:
+    if fmt not in FORMATS:
+        raise MdlError(f"--format {fmt!r}: want one of {', '.join(FORMATS)}")
     source = Reference.parse(ref)
     target = Reference.parse(destination) if destination else source
     with console.progress(enabled=not (quiet or as_json)) as progress:
-        report = push(Store.open(), source, target, insecure=insecure, progress=progress)
+        report = push(
+            Store.open(), source, target, insecure=insecure, fmt=fmt, progress=progress
+        )
     _report(report, as_json, quiet, f"pushed {target.with_registry()}")
 
 

@@ -8,6 +8,7 @@ from mdl.client.connection import Connection, error_for, with_retries
 from mdl.client.copy import CopyReport, Progress, copy
 from mdl.client.credentials import Credentials
 from mdl.client.endpoints import LocalEnd, RemoteEnd
+from mdl.client.formats import adopt, render
 from mdl.client.remote import RemoteRepository
 from mdl.spec.errors import NotFound, Unauthorized
 from mdl.spec.reference import Reference
@@ -35,7 +36,7 @@ def pull(
             root = repo.resolve(remote_ref.tag)
         with store.writing():
             report = copy(RemoteEnd(repo), LocalEnd(store), root, None, progress)
-            store.tag(root.with_annotations({}), remote_ref)
+            store.tag(adopt(store, root.with_annotations({})), remote_ref)
     return report
 
 
@@ -45,13 +46,15 @@ def push(
     destination: Reference | None = None,
     *,
     insecure: bool = False,
+    fmt: str = "mdl",
     progress: Progress | None = None,
 ) -> CopyReport:
-    """Copy a local model to a registry; the manifest goes last, under the tag."""
+    """Copy a local model to a registry, in mdl's format or as Ollama or Docker Model Runner
+    would publish it; the manifest goes last, under the tag."""
     target = (destination or source).with_registry()
     assert target.registry
-    root = store.resolve(source)
-    with Connection(target.registry, insecure=insecure) as connection:
+    with store.writing(), Connection(target.registry, insecure=insecure) as connection:
+        root = render(store, store.resolve(source), fmt)
         repo = RemoteRepository(connection, target.repository)
         return copy(LocalEnd(store), RemoteEnd(repo), root, target.tag, progress)
 
