@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 
@@ -14,6 +15,7 @@ from mdl.client.transfer import check_login, pull, push
 from mdl.spec.errors import MdlError
 from mdl.spec.foreign import FORMATS
 from mdl.spec.reference import Reference
+from mdl.store import archive
 from mdl.store.store import Store
 
 INSECURE = typer.Option(
@@ -34,6 +36,10 @@ def register(app: typer.Typer) -> None:
     app.command("push", help="Send a local model to a registry.")(push_cmd)
     app.command(help="Store credentials for a registry (password read from stdin).")(login)
     app.command(help="Forget the stored credentials for a registry.")(logout)
+    app.command(help="Write models to an offline archive (OCI layout tar; .zst compresses).")(save)
+    app.command(help="Read models from an archive written by mdl save (or any OCI layout tar).")(
+        load
+    )
 
 
 def pull_cmd(
@@ -67,9 +73,7 @@ def push_cmd(
     source = Reference.parse(ref)
     target = Reference.parse(destination) if destination else source
     with console.progress(enabled=not (quiet or as_json)) as progress:
-        report = push(
-            Store.open(), source, target, insecure=insecure, fmt=fmt, progress=progress
-        )
+        report = push(Store.open(), source, target, insecure=insecure, fmt=fmt, progress=progress)
     _report(report, as_json, quiet, f"pushed {target.with_registry()}")
 
 
@@ -119,3 +123,18 @@ def logout(host: str = typer.Argument(..., help="The registry, host[:port].")) -
     if not credentials.forget(host):
         raise MdlError(f"not logged in to {host}")
     console.line(f"Removed login credentials for {host}")
+
+
+def save(
+    refs: list[str] = typer.Argument(..., metavar="REF...", help="Models to save."),
+    output: Path = typer.Option(..., "-o", "--output", help="The archive; .zst compresses."),
+) -> None:
+    entries = archive.save(Store.open(), [Reference.parse(ref) for ref in refs], output)
+    console.line(f"saved {len(entries)} models to {output}")
+
+
+def load(
+    archive_path: Path = typer.Option(..., "-i", "--input", help="An archive from mdl save."),
+) -> None:
+    for name in archive.load(Store.open(), archive_path):
+        console.line(f"loaded {name}")
