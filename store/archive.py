@@ -73,13 +73,13 @@ def load(store: Store, path: Path) -> list[str]:
         assert isinstance(doc, Index)
         tagged = []
         for entry in doc.manifests:
-            name = entry.annotations.get(mt.ANNOTATION_REF_NAME)
-            if not name or not store.exists(entry):
+            ref_name = entry.annotations.get(mt.ANNOTATION_REF_NAME)
+            if not ref_name or not store.exists(entry):
                 continue
             try:
-                ref = Reference.parse(name)
+                ref = Reference.parse(ref_name)
             except InvalidReference:
-                ref = Reference.parse(f"loaded:{name}")  # a bare tag, as other tools write
+                ref = Reference.parse(f"loaded:{ref_name}")  # a bare tag, as other tools write
             store.tag(entry.with_annotations({}), ref)
             tagged.append(str(ref))
     return tagged
@@ -108,7 +108,7 @@ def _writer(path: Path, *, compress: bool) -> Iterator[BinaryIO]:
             yield raw
             return
         with zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(raw) as zstd:
-            yield zstd  # type: ignore[misc]
+            yield zstd
 
 
 @contextmanager
@@ -117,7 +117,7 @@ def _reader(path: Path) -> Iterator[BinaryIO]:
         if raw.read(4) == _ZSTD_MAGIC:
             raw.seek(0)
             with zstandard.ZstdDecompressor().stream_reader(raw) as zstd:
-                yield zstd  # type: ignore[misc]
+                yield zstd
         else:
             raw.seek(0)
             yield raw

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import IO
 
 from mdl.spec.descriptor import Descriptor
 from mdl.spec.digest import Digest
@@ -71,7 +71,7 @@ class Ingest:
         except OSError as exc:
             raise write_error(exc, self.path) from exc
 
-    def copy_from(self, source: BinaryIO, progress: Callable[[int], None] | None = None) -> None:
+    def copy_from(self, source: IO[bytes], progress: Callable[[int], None] | None = None) -> None:
         """Stream ``source`` in: one read per byte, hashing each chunk while the last one writes.
 
         hashlib and os.write both release the GIL on large buffers, so with two buffers the hash
