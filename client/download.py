@@ -34,6 +34,8 @@ from mdl.store.store import Store
 SEGMENT_BYTES = 32 * 1024 * 1024
 """Blobs smaller than two segments download as one stream."""
 CHECKPOINT_BYTES = 16 * 1024 * 1024
+DEFAULT_CONNECTIONS = 4
+"""Parallel ranged streams per large blob (``MDL_PULL_CONNECTIONS``)."""
 READ_CHUNK = 1024 * 1024
 
 Progress = Callable[[int], None]
@@ -66,14 +68,15 @@ def download(
     store: Store,
     *,
     progress: Progress | None = None,
-    connections: int = 4,
+    connections: int | None = None,
 ) -> Downloaded:
     partial = layout.ingest_file(store.root, f"{desc.digest.algorithm}-{desc.digest.hex}.partial")
     partial.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(partial.with_name(partial.name + ".lock"), exclusive=True):
         if store.exists(desc):
             return Downloaded(0, 0)
-        job = _Job(repo, desc, partial, progress or (lambda n: None), connections)
+        streams = connections or int(os.environ.get("MDL_PULL_CONNECTIONS") or DEFAULT_CONNECTIONS)
+        job = _Job(repo, desc, partial, progress or (lambda n: None), max(1, streams))
         try:
             return job.run(store)
         finally:
@@ -157,7 +160,9 @@ class _Job:
                         self.url = str(response.url)  # later ranges go straight to storage
                     if response.status_code == 200 and (offset > 0 or segment.end < self.desc.size):
                         raise _RangesUnsupported
-                    for chunk in response.iter_bytes(READ_CHUNK):
+                    encoded = "content-encoding" in response.headers
+                    chunks = response.iter_bytes() if encoded else response.iter_raw()
+                    for chunk in chunks:
                         self._write(segment, chunk)
                 if segment.done:
                     return
@@ -207,7 +212,8 @@ class _Job:
             segments = [[s.start, s.end, s.written] for s in self.segments]
             self._saved_at = sum(s.written for s in self.segments)
         doc = {"digest": str(self.desc.digest), "size": self.desc.size, "segments": segments}
-        atomic_write(self.state_path, json.dumps(doc).encode())
+        # not durable: after a power cut the final digest check catches any lost bytes
+        atomic_write(self.state_path, json.dumps(doc).encode(), durable=False)
 
     def _discard(self) -> None:
         self.partial.unlink(missing_ok=True)

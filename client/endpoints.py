@@ -90,7 +90,7 @@ def remember_source(repo: RemoteRepository, digest: Digest) -> None:
     """Note that ``repo`` holds the blob, so a later push to a sibling repository can mount it."""
     path = _source_file(repo, digest)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, repo.name.encode())
+    atomic_write(path, repo.name.encode(), durable=False)
 
 
 def known_source(repo: RemoteRepository, digest: Digest) -> str | None:

@@ -35,20 +35,10 @@ class RemoteRepository:
     # -- manifests -------------------------------------------------------------------------
 
     def resolve(self, reference: str) -> Descriptor:
-        """HEAD the manifest: its descriptor (media type, digest, size) without the body."""
-        response = self.connection.request(
-            "HEAD",
-            self._path("manifests", reference),
-            headers={"Accept": MANIFEST_ACCEPT},
-            what=f"{self}:{reference}",
-        )
-        digest = response.headers.get("Docker-Content-Digest")
-        size = response.headers.get("Content-Length")
-        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-        if not digest or not size or media_type not in _KNOWN:
-            data, media_type = self.fetch_manifest(reference)
-            return Descriptor(media_type, Digest.of(data), len(data))
-        return Descriptor(media_type, Digest.parse(digest), int(size))
+        """The manifest's descriptor, computed from its bytes: a HEAD's Digest and Length
+        headers are not trusted, since some registries and proxies get them wrong."""
+        data, media_type = self.fetch_manifest(reference)
+        return Descriptor(media_type, Digest.of(data), len(data))
 
     def fetch_manifest(
         self, reference: str, expected: Descriptor | None = None
