@@ -9,7 +9,6 @@ from pathlib import Path
 
 import typer
 
-from mdl.builder.build import BuildOptions, build_json, build_model
 from mdl.cli import console
 from mdl.spec.errors import BuildError, ModelfileError
 from mdl.spec.modelfile import decode_modelfile, parse_modelfile
@@ -42,6 +41,8 @@ def build(
     as_json: bool = typer.Option(False, "--json", help="Print digest, size and layers as JSON."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only the digest."),
 ) -> None:
+    from mdl.builder.build import BuildOptions, build_json, build_model  # heavy: only to build
+
     refs = [Reference.parse(tag) for tag in tags]
     if file == "-":
         modelfile = parse_modelfile(decode_modelfile(sys.stdin.buffer.read(), "-"), "-")

@@ -9,8 +9,6 @@ from typing import Any
 
 import typer
 
-from mdl.builder.export import export_model
-from mdl.builder.show import model_modelfile, model_summary
 from mdl.cli import console
 from mdl.spec.reference import Reference
 from mdl.store.models import load_model
@@ -72,6 +70,8 @@ def show(
     license_: bool = typer.Option(False, "--license", help="Print the license(s)."),
     as_json: bool = JSON,
 ) -> None:
+    from mdl.builder.show import model_modelfile, model_summary
+
     model = load_model(Store.open(), Reference.parse(ref))
     summary = model_summary(model)
     if modelfile:
@@ -184,6 +184,8 @@ def export(
     directory: Path = typer.Argument(..., metavar="DIR", help="Where to write the files."),
     as_json: bool = JSON,
 ) -> None:
+    from mdl.builder.export import export_model
+
     model = load_model(Store.open(), Reference.parse(ref))
     written = export_model(model, directory)
     console.result(

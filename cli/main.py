@@ -7,7 +7,6 @@ Exit codes: 0 success; 1 an operation failed; 2 bad input (reference, Modelfile,
 from __future__ import annotations
 
 import sys
-from importlib.metadata import version
 
 import click
 import typer
@@ -28,6 +27,8 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
+        from importlib.metadata import version
+
         print(f"mdl {version('mdl')}")
         raise typer.Exit()
 

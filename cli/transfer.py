@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from mdl.cli import console
-from mdl.client import credentials
-from mdl.client.connection import canonical_host
-from mdl.client.copy import CopyReport
-from mdl.client.transfer import check_login, pull, push
 from mdl.spec.errors import MdlError
 from mdl.spec.foreign import FORMATS
 from mdl.spec.reference import Reference
-from mdl.store import archive
 from mdl.store.store import Store
+
+if TYPE_CHECKING:
+    from mdl.client.copy import CopyReport
 
 INSECURE = typer.Option(
     False,
@@ -48,6 +47,8 @@ def pull_cmd(
     as_json: bool = JSON,
     quiet: bool = QUIET,
 ) -> None:
+    from mdl.client.transfer import pull
+
     reference = Reference.parse(ref)
     with console.progress(enabled=not (quiet or as_json)) as progress:
         report = pull(Store.open(), reference, insecure=insecure, progress=progress)
@@ -68,6 +69,8 @@ def push_cmd(
     as_json: bool = JSON,
     quiet: bool = QUIET,
 ) -> None:
+    from mdl.client.transfer import push
+
     if fmt not in FORMATS:
         raise MdlError(f"--format {fmt!r}: want one of {', '.join(FORMATS)}")
     source = Reference.parse(ref)
@@ -108,6 +111,10 @@ def login(
     ),
     insecure: bool = INSECURE,
 ) -> None:
+    from mdl.client import credentials
+    from mdl.client.connection import canonical_host
+    from mdl.client.transfer import check_login
+
     if not password_stdin:
         raise MdlError("give the password on standard input with --password-stdin")
     password = sys.stdin.readline().rstrip("\r\n")
@@ -119,6 +126,9 @@ def login(
 
 
 def logout(host: str = typer.Argument(..., help="The registry, host[:port].")) -> None:
+    from mdl.client import credentials
+    from mdl.client.connection import canonical_host
+
     host = canonical_host(host)
     if not credentials.forget(host):
         raise MdlError(f"not logged in to {host}")
@@ -129,6 +139,8 @@ def save(
     refs: list[str] = typer.Argument(..., metavar="REF...", help="Models to save."),
     output: Path = typer.Option(..., "-o", "--output", help="The archive; .zst compresses."),
 ) -> None:
+    from mdl.store import archive
+
     entries = archive.save(Store.open(), [Reference.parse(ref) for ref in refs], output)
     console.line(f"saved {len(entries)} models to {output}")
 
@@ -136,5 +148,7 @@ def save(
 def load(
     archive_path: Path = typer.Option(..., "-i", "--input", help="An archive from mdl save."),
 ) -> None:
+    from mdl.store import archive
+
     for name in archive.load(Store.open(), archive_path):
         console.line(f"loaded {name}")
