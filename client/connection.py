@@ -1,8 +1,9 @@
 """One registry host: its base URL, an httpx client with challenge-driven auth, retries, and the
 translation of error answers into mdl's errors.
 
-Plain HTTP only for loopback hosts, or hosts named by ``--insecure`` or ``MDL_INSECURE_REGISTRIES``
-(comma-separated); everything else is HTTPS, verified against ``MDL_CA_BUNDLE`` when set.
+HTTPS, verified (against ``MDL_CA_BUNDLE`` when set), for every registry but loopback hosts and
+those named by ``--insecure`` or ``MDL_INSECURE_REGISTRIES`` (comma-separated): those get HTTPS
+without verification when they speak TLS, else plain HTTP.
 Proxies come from the environment (``HTTPS_PROXY``, ``NO_PROXY``), as httpx reads them.
 """
 
@@ -54,9 +55,12 @@ class Connection:
         lookup: CredentialLookup | None = None,
     ) -> None:
         self.host = canonical_host(host)
-        scheme = "http" if is_insecure(self.host, insecure) else "https"
-        self.base_url = f"{scheme}://{self.host}"
         verify: Any = os.environ.get("MDL_CA_BUNDLE") or True
+        scheme = "https"
+        if is_insecure(self.host, insecure):
+            scheme = _probe_scheme(self.host)
+            verify = os.environ.get("MDL_CA_BUNDLE") or False
+        self.base_url = f"{scheme}://{self.host}"
         timeout = httpx.Timeout(connect=15.0, read=stall_timeout(), write=120.0, pool=None)
         self._token_client = httpx.Client(verify=verify, timeout=timeout)
         self.client = httpx.Client(
@@ -101,6 +105,17 @@ class Connection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _probe_scheme(host: str) -> str:
+    """For a registry allowed to be insecure, as docker does: HTTPS when it speaks TLS (its
+    certificate unchecked unless MDL_CA_BUNDLE names one), else plain HTTP."""
+    try:
+        with httpx.Client(verify=False, timeout=5.0) as probe:
+            probe.get(f"https://{host}/v2/")
+    except httpx.HTTPError:
+        return "http"
+    return "https"
 
 
 def with_retries(

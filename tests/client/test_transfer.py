@@ -12,6 +12,7 @@ import httpx
 import oras.client
 from cli_runner import MdlRunner
 from client_registries import Registry
+from servers import self_signed, start_mdl_registry
 
 PASSWORD = "s3cret"
 
@@ -184,3 +185,14 @@ def test_oras_reads_what_mdl_pushed_and_mdl_reads_what_oras_pushed(
     assert pulled["digest"] == "sha256:" + hashlib.sha256(raw).hexdigest()
     blobs = tmp_path / "other" / "store" / "blobs" / "sha256"
     assert (blobs / hashlib.sha256(artifact.read_bytes()).hexdigest()).exists()
+
+
+def test_push_and_pull_over_tls(mdl: MdlRunner, tiny_model: str, tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    args = ("--tls-cert", str(cert), "--tls-key", str(key))
+    with start_mdl_registry(tmp_path / "root", *args) as server:
+        assert server.url.startswith("https://")
+        ref = f"{server.host}/secure/tiny:1"
+        mdl("push", "tiny", ref)
+        env = {**_other_home(tmp_path), "MDL_CA_BUNDLE": str(cert)}
+        assert mdl("pull", ref, "-q", env=env).out.strip() == tiny_model

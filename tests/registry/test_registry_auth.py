@@ -3,8 +3,6 @@ pull, read-only mode; and the TLS and listen-address rules of ``mdl registry ser
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import re
 import shutil
@@ -17,12 +15,8 @@ from pathlib import Path
 import bcrypt
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from oci import errors, image, push_blob
-from servers import RunningServer, start_mdl_registry
+from servers import RunningServer, self_signed, start_mdl_registry
 
 USERS = {"alice": "alice-secret", "bob": "bob-secret"}
 POLICY = """
@@ -298,36 +292,6 @@ def test_read_only_refuses_pushes_and_deletes(tmp_path: Path) -> None:
             assert response.status_code == 405
             assert errors(response) == ["UNSUPPORTED"]
             assert "read-only" in response.json()["errors"][0]["message"]
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 def test_tls_with_token_auth(tmp_path: Path) -> None:
