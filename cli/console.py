@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -65,9 +66,14 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 @contextmanager
 def progress(enabled: bool = True) -> Iterator[ProgressCallback]:
-    """A byte progress bar on stderr, one row per label; silent when stderr is not a TTY."""
-    if not (enabled and err.is_terminal):
+    """Byte progress on stderr: a bar per label (layer) and an overall bar on a TTY; elsewhere
+    one plain line as each label completes. ``enabled=False`` (``--quiet``, ``--json``) is
+    silent."""
+    if not enabled:
         yield lambda label, done, total: None
+        return
+    if not err.is_terminal:
+        yield _plain_progress()
         return
     bar = Progress(
         TextColumn("{task.description}"),
@@ -79,14 +85,32 @@ def progress(enabled: bool = True) -> Iterator[ProgressCallback]:
         transient=True,
     )
     tasks: dict[str, Any] = {}
+    overall = bar.add_task("total", total=0)
 
     def advance(label: str, done: int, total: int) -> None:
         if label not in tasks:
             tasks[label] = bar.add_task(label, total=total)
+            bar.update(overall, total=(bar.tasks[overall].total or 0) + total)
         bar.update(tasks[label], advance=done)
+        bar.update(overall, advance=done)
 
     with bar:
         yield advance
+
+
+def _plain_progress() -> ProgressCallback:
+    seen: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def advance(label: str, done: int, total: int) -> None:
+        with lock:
+            before = seen.get(label, 0)
+            seen[label] = before + done
+            finished = before < total <= seen[label]
+        if finished:
+            err.print(f"{label}: {human_size(total)} done", markup=False, highlight=False)
+
+    return advance
 
 
 def human_size(size: int) -> str:

@@ -69,7 +69,8 @@ def _copy_node(
             if child.media_type in mt.MANIFEST_TYPES | mt.INDEX_TYPES:
                 _copy_node(source, destination, child, None, progress, report)
     else:
-        _copy_blobs(source, destination, list(doc.blobs), progress, report)
+        config = doc.config.with_annotations({mt.ANNOTATION_FILEPATH: "config"})
+        _copy_blobs(source, destination, [config, *doc.layers], progress, report)
     destination.put_manifest(desc, data, reference)
 
 
