@@ -40,6 +40,12 @@ def build(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print digest, size and layers as JSON."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only the digest."),
+    push: bool = typer.Option(
+        False, "--push", help="Push every -t reference after the build (as mdl push does)."
+    ),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="With --push: plain HTTP even for a non-loopback registry."
+    ),
 ) -> None:
     from mdl.builder.build import BuildOptions, build_json, build_model  # heavy: only to build
 
@@ -56,22 +62,45 @@ def build(
         modelfile = parse_modelfile(decode_modelfile(data, file), file)
         context = path.parent
     for instruction in modelfile.deprecated_parameters:
-        console.error(f"{file}:{instruction.line}: warning: parameter {instruction.key} is ignored")
+        console.warning(f"{file}:{instruction.line}: parameter {instruction.key} is ignored")
     options = BuildOptions(created=_created(timestamp), labels=_labels(labels))
     with console.progress(enabled=not (quiet or as_json)) as progress:
         result = build_model(Store.open(), modelfile, context, refs, options, progress)
     if iidfile:
         iidfile.write_text(str(result.descriptor.digest))
+    pushed = _push(refs, insecure, quiet or as_json) if push else []
     if quiet:
         console.line(str(result.descriptor.digest))
         return
     console.result(
-        build_json(result),
+        {**build_json(result), "pushed": pushed},
         as_json,
         lambda: console.lines(
-            [f"built {result.descriptor.digest}"] + [f"tagged {t}" for t in result.tags]
+            [f"built {result.descriptor.digest}"]
+            + [f"tagged {t}" for t in result.tags]
+            + [f"pushed {p['reference']}" for p in pushed]
         ),
     )
+
+
+def _push(refs: list[Reference], insecure: bool, silent: bool) -> list[dict[str, object]]:
+    from mdl.client.transfer import push
+
+    if not refs:
+        raise BuildError("--push needs at least one -t reference")
+    store, pushed = Store.open(), []
+    for ref in refs:
+        with console.progress(enabled=not silent) as progress:
+            report = push(store, ref, insecure=insecure, progress=progress)
+        pushed.append(
+            {
+                "reference": str(ref.with_registry()),
+                "digest": report.digest,
+                "bytes_transferred": report.bytes_transferred,
+                "bytes_skipped": report.bytes_skipped,
+            }
+        )
+    return pushed
 
 
 def _created(timestamp: bool) -> str | None:

@@ -51,6 +51,10 @@ def lines(messages: Iterable[str]) -> None:
         line(message)
 
 
+def warning(message: str) -> None:
+    err.print(f"Warning: {message}", markup=False, style="yellow" if err.is_terminal else None)
+
+
 def error(message: str) -> None:
     err.print(f"Error: {message}", markup=False, style="red" if err.is_terminal else None)
 
