@@ -8,6 +8,7 @@ rewritten atomically (temp file, fsync, rename) under its own lock.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from mdl.spec import manifest as manifests
 from mdl.spec import mediatypes as mt
 from mdl.spec.descriptor import Descriptor
 from mdl.spec.digest import Digest
-from mdl.spec.errors import NotFound, StoreError
+from mdl.spec.errors import MdlError, NotFound, StoreError
 from mdl.spec.manifest import Index, Manifest
 from mdl.spec.reference import Reference
 from mdl.store import layout
@@ -186,6 +187,28 @@ class Store:
                 raise NotFound(f"model {ref} not found")
             self._write_index([e for e in entries if e not in removed])
         return [Tagged(_ref_name(e) or str(e.digest), e) for e in removed]
+
+    # -- checking --------------------------------------------------------------------------
+
+    def verify(self) -> list[str]:
+        """Problems found: a blob whose content is not its digest, or a tag whose content is
+        incomplete. An empty list means the store holds only complete, verified content."""
+        problems = []
+        for digest in sorted(self._all_blobs()):
+            hasher = hashlib.new(digest.algorithm)
+            with open(self.blob_path(digest), "rb") as blob:
+                while chunk := blob.read(4 * 1024 * 1024):
+                    hasher.update(chunk)
+            if hasher.hexdigest() != digest.hex:
+                problems.append(f"{digest}: content does not match its digest")
+        for tagged in self.tags():
+            try:
+                missing = [d for d in self.closure(tagged.descriptor) if not self.has_blob(d)]
+            except MdlError as exc:
+                problems.append(f"{tagged.reference}: {exc}")
+                continue
+            problems += [f"{tagged.reference}: blob {d} is missing" for d in missing]
+        return problems
 
     # -- freeing ---------------------------------------------------------------------------
 
