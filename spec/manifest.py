@@ -112,7 +112,9 @@ def _parse_manifest(obj: dict[str, Any], kind: str) -> Manifest:
     layers = obj.get("layers")
     if not isinstance(layers, list):
         raise InvalidManifest("manifest has no layers list")
-    config = Descriptor.from_json(obj.get("config"))
+    if not isinstance(obj.get("config"), dict):
+        raise InvalidManifest("manifest has no config descriptor")
+    config = Descriptor.from_json(obj["config"])
     artifact_type = _optional_str(obj, "artifactType")
     if config.media_type == mt.OCI_EMPTY and not artifact_type:
         raise InvalidManifest("a manifest with an empty config must set artifactType")
