@@ -36,6 +36,7 @@ from mdl.store.store import Store
 
 Progress = Callable[[str, int, int], None]
 
+
 @dataclass(frozen=True)
 class BuildOptions:
     created: str | None = None

@@ -11,7 +11,7 @@ import sys
 import click
 import typer
 
-from mdl.cli import build, local, registry, transfer
+from mdl.cli import build, local, registry, run, serve, transfer
 from mdl.cli.console import error
 from mdl.spec.errors import MdlError
 
@@ -46,6 +46,8 @@ build.register(app)
 transfer.register(app)
 local.register(app)
 registry.register(app)
+serve.register(app)
+run.register(app)
 
 
 def main() -> None:

@@ -10,5 +10,5 @@ trap 'rm -rf "$tree"' EXIT
 mkdir "$tree/mdl"
 for pkg in spec store builder client registry runtime cli; do ln -s "$PWD/$pkg" "$tree/mdl/$pkg"; done
 (cd "$tree" && MYPYPATH="$tree" "$OLDPWD/$venv/bin/mypy" --config-file "$OLDPWD/pyproject.toml" \
-    -p mdl.spec -p mdl.store -p mdl.builder -p mdl.client -p mdl.registry -p mdl.cli)
+    -p mdl.spec -p mdl.store -p mdl.builder -p mdl.client -p mdl.registry -p mdl.runtime -p mdl.cli)
 PYTHONPATH="$tree" "$venv/bin/lint-imports"

@@ -1,0 +1,187 @@
+"""``mdl run``, ``mdl ps``, ``mdl stop``: clients of a running ``mdl serve`` (at ``MDL_HOST``).
+
+They speak its Ollama API with the standard library's HTTP client, streaming NDJSON.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+
+from mdl.cli import console
+from mdl.spec.errors import MdlError, NotFound
+
+JSON = typer.Option(False, "--json", help="Print one JSON document instead of text.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(help="Answer PROMPT with a model, or chat with it when no prompt is given.")(run)
+    app.command(help="List the models mdl serve has loaded.")(ps)
+    app.command(help="Unload a model from mdl serve.")(stop)
+
+
+def run(
+    ref: str = typer.Argument(..., help="The model reference."),
+    prompt: list[str] = typer.Argument(None, help="The prompt; without one, an interactive chat."),
+    keep_alive: str | None = typer.Option(
+        None, "--keepalive", help="How long the model stays loaded afterwards (e.g. 5m, 0, -1)."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", help="Print timings after each answer."),
+) -> None:
+    server = Server.from_env()
+    text = " ".join(prompt or [])
+    if not text and not sys.stdin.isatty():
+        text = sys.stdin.read()
+    options: dict[str, Any] = {} if keep_alive is None else {"keep_alive": keep_alive}
+    if text:
+        _answer(server, ref, [{"role": "user", "content": text}], options, verbose)
+        return
+    server.call("/api/chat", {"model": ref, "messages": [], **options})  # load, or fail early
+    history: list[dict[str, Any]] = []
+    console.line(f"Chatting with {ref}. Type /bye to leave, /clear to forget.")
+    while True:
+        try:
+            line = input(">>> ")
+        except EOFError:
+            break
+        if line.strip() in ("/bye", "/exit"):
+            break
+        if line.strip() == "/clear":
+            history.clear()
+            continue
+        if not line.strip():
+            continue
+        history.append({"role": "user", "content": line})
+        reply = _answer(server, ref, history, options, verbose)
+        history.append({"role": "assistant", "content": reply})
+
+
+def ps(as_json: bool = JSON) -> None:
+    models = Server.from_env().call("/api/ps", None, method="GET")["models"]
+    console.result(
+        {"models": models},
+        as_json,
+        lambda: console.table(
+            ["NAME", "ID", "SIZE", "CONTEXT", "UNTIL"],
+            [
+                [
+                    m["name"],
+                    m["digest"][:12],
+                    console.human_size(m["size"]),
+                    str(m.get("context_length", "")),
+                    _until(m["expires_at"]),
+                ]
+                for m in models
+            ],
+        ),
+    )
+
+
+def stop(ref: str = typer.Argument(..., help="The model reference.")) -> None:
+    Server.from_env().call("/api/generate", {"model": ref, "keep_alive": 0})
+
+
+def _answer(
+    server: Server, ref: str, messages: list[dict[str, Any]], options: dict[str, Any], verbose: bool
+) -> str:
+    body = {"model": ref, "messages": messages, "stream": True, **options}
+    parts = []
+    last: dict[str, Any] = {}
+    for chunk in server.stream("/api/chat", body):
+        piece = chunk.get("message", {}).get("content", "")
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+        parts.append(piece)
+        last = chunk
+    sys.stdout.write("\n")
+    if verbose and last.get("eval_duration"):
+        rate = last["eval_count"] / (last["eval_duration"] / 1e9)
+        console.err.print(
+            f"total {last['total_duration'] / 1e9:.3f}s · load {last['load_duration'] / 1e9:.3f}s"
+            f" · prompt {last['prompt_eval_count']} tokens"
+            f" · answer {last['eval_count']} tokens at {rate:.1f} tokens/s",
+            markup=False,
+        )
+    return "".join(parts)
+
+
+def _until(expires_at: str) -> str:
+    moment = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
+    seconds = (moment - datetime.now(UTC)).total_seconds()
+    if seconds > 10 * 365 * 86400:
+        return "Forever"
+    if seconds < 60:
+        return f"{max(seconds, 0):.0f} seconds from now"
+    return f"{seconds / 60:.0f} minutes from now"
+
+
+class ServerError(MdlError):
+    """mdl serve failed, or cannot be reached."""
+
+
+class Refused(MdlError):
+    """mdl serve refused the request as invalid."""
+
+    exit_code = 2
+
+
+class Server:
+    """The Ollama API of ``mdl serve`` at ``host:port``."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+
+    @classmethod
+    def from_env(cls) -> Server:
+        from mdl.runtime.config import parse_host
+
+        host, port = parse_host(os.environ.get("MDL_HOST", ""))
+        return cls("127.0.0.1" if host in ("0.0.0.0", "::") else host, port)
+
+    def call(self, path: str, body: dict[str, Any] | None, method: str = "POST") -> Any:
+        payload = None if body is None else {**body, "stream": False}
+        with self._request(method, path, payload) as response:
+            return json.loads(response.read() or b"null")
+
+    def stream(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        with self._request("POST", path, body) as response:
+            for line in response:
+                if line.strip():
+                    chunk = json.loads(line)
+                    if "error" in chunk:
+                        raise ServerError(chunk["error"])
+                    yield chunk
+
+    def _request(
+        self, method: str, path: str, body: dict[str, Any] | None
+    ) -> http.client.HTTPResponse:
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=600)
+        data = None if body is None else json.dumps(body).encode()
+        try:
+            connection.request(method, path, data, {"Content-Type": "application/json"})
+            response = connection.getresponse()
+        except OSError as exc:
+            raise ServerError(
+                f"cannot reach mdl serve at {self.host}:{self.port} ({exc.strerror or exc}); "
+                "start it with `mdl serve` or set MDL_HOST"
+            ) from exc
+        if response.status >= 400:
+            message = _error_message(response.read(), response.status)
+            response.close()
+            raise {404: NotFound, 400: Refused}.get(response.status, ServerError)(message)
+        return response
+
+
+def _error_message(body: bytes, status: int) -> str:
+    try:
+        return str(json.loads(body)["error"])
+    except (ValueError, KeyError, TypeError):
+        return f"mdl serve answered HTTP {status}"

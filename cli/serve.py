@@ -1,0 +1,113 @@
+"""``mdl serve``: the inference runtime (Ollama's and OpenAI's APIs) over the local store.
+
+This is where the runtime's collaborators are wired: the store, the worker-process runner
+factory, the memory budget, and the callables the runtime must not import itself (the builder
+for ``/api/create``; the transfer client for ``/api/pull`` and ``/api/push``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from mdl.cli import console
+from mdl.spec.digest import Digest
+from mdl.spec.modelfile import Modelfile
+from mdl.spec.reference import Reference
+from mdl.store.store import Store
+
+if TYPE_CHECKING:
+    from mdl.runtime.manage import Create, ProgressFn, Transfer
+
+
+def register(app: typer.Typer) -> None:
+    app.command(help="Serve the local models over Ollama's and OpenAI's HTTP APIs.")(serve)
+
+
+def serve(
+    host: str | None = typer.Option(
+        None, "--host", help="Address to listen on (default from MDL_HOST, else 127.0.0.1)."
+    ),
+    port: int | None = typer.Option(
+        None, "--port", help="Port to listen on (default from MDL_HOST, else 11434)."
+    ),
+) -> None:
+    import uvicorn
+
+    from mdl.runtime.app import create_app
+    from mdl.runtime.config import ServeConfig
+    from mdl.runtime.manage import Library
+    from mdl.runtime.memory import available_bytes
+    from mdl.runtime.models import ModelResolver
+    from mdl.runtime.process import WorkerRunner
+    from mdl.runtime.scheduler import Scheduler
+    from mdl.runtime.service import Service
+
+    config = ServeConfig.from_env(os.environ)
+    store = Store.open()
+    scheduler = Scheduler(
+        WorkerRunner.start,
+        max_loaded=config.max_loaded,
+        budget_bytes=available_bytes(),
+        max_queue=config.max_queue,
+    )
+    service = Service(ModelResolver(store), scheduler, default_keep_alive=config.keep_alive)
+    library = Library(
+        store, create=_create(store), pull=_transfer(store, "pull"), push=_transfer(store, "push")
+    )
+    app = create_app(service, library, config.origins)
+    logging.basicConfig(level=logging.INFO, format="mdl serve: %(message)s")
+    bind_host, bind_port = host or config.host, port or config.port
+    console.line(f"mdl serve: listening on http://{bind_host}:{bind_port} (store {store.root})")
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=bind_host,
+            port=bind_port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+    )
+    server.run()
+
+
+def _create(store: Store) -> Create:
+    """``/api/create``: build a Modelfile that names only store content, and tag it."""
+    from mdl.builder.build import build_model
+
+    def create(modelfile: Modelfile, name: Reference) -> Digest:
+        with tempfile.TemporaryDirectory(prefix="mdl-create-") as empty:
+            return build_model(store, modelfile, Path(empty), [name]).descriptor.digest
+
+    return create
+
+
+def _transfer(store: Store, kind: str) -> Transfer:
+    """``/api/pull`` and ``/api/push`` over ``mdl.client``, reporting as Ollama does."""
+    from mdl.runtime.manage import TransferProgress
+
+    verb = "pulling" if kind == "pull" else "pushing"
+
+    def transfer(name: Reference, insecure: bool, progress: ProgressFn) -> None:
+        from mdl.client import transfer as client
+
+        moved: dict[str, int] = {}
+
+        def step(label: str, done: int, total: int) -> None:
+            moved[label] = moved.get(label, 0) + done
+            progress(TransferProgress(f"{verb} {label}", None, total, moved[label]))
+
+        progress(TransferProgress(f"{verb} manifest"))
+        if kind == "pull":
+            client.pull(store, name, insecure=insecure, progress=step)
+            progress(TransferProgress("writing manifest"))
+        else:
+            client.push(store, name, insecure=insecure, progress=step)
+
+    return transfer

@@ -1,0 +1,130 @@
+"""The local channel between the server and a worker: framed messages over a Unix socket pair.
+
+A frame is a 4-byte big-endian length and a payload whose first byte says what it is: ``T`` a
+generated piece of text (UTF-8, the hot path: no JSON), ``J`` a JSON object. Requests and
+control messages are JSON objects with an ``op``; replies carry an ``ev``. One request is in
+flight per worker, so frames need no ids: the server sends the next request only after the
+previous one's final event.
+
+``WorkerChannel`` is the worker's blocking end; ``ServerChannel`` the server's asyncio end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import select
+import socket
+import struct
+from typing import Any
+
+_HEADER = struct.Struct(">I")
+_TOKEN, _JSON = b"T", b"J"
+Frame = str | dict[str, Any]
+"""A token's text, or a JSON message."""
+
+
+def encode_json(message: dict[str, Any]) -> bytes:
+    payload = _JSON + json.dumps(message, separators=(",", ":")).encode()
+    return _HEADER.pack(len(payload)) + payload
+
+
+def encode_token(text: str) -> bytes:
+    payload = _TOKEN + text.encode()
+    return _HEADER.pack(len(payload)) + payload
+
+
+def decode(payload: bytes) -> Frame:
+    kind, body = payload[:1], payload[1:]
+    if kind == _TOKEN:
+        return body.decode()
+    if kind == _JSON:
+        message = json.loads(body)
+        if isinstance(message, dict):
+            return message
+    raise ValueError(f"bad channel frame {payload[:16]!r}")
+
+
+class WorkerChannel:
+    """Blocking; ``recv`` returns None when the server has gone."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+        self.closed = False
+        self.exiting = False
+        """An ``exit`` arrived while a request was running: stop after it."""
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.sock.sendall(encode_json(message))
+
+    def send_token(self, text: str) -> None:
+        self.sock.sendall(encode_token(text))
+
+    def recv(self) -> Frame | None:
+        while (frame := self._take()) is None:
+            if not self._fill(block=True):
+                return None
+        return frame
+
+    def cancel_requested(self) -> bool:
+        """True if a ``cancel`` or ``exit`` came (or the server's end closed); never blocks."""
+        open_ = self._fill(block=False)
+        frame = self._take()
+        if frame is None:
+            return not open_
+        op = frame.get("op") if isinstance(frame, dict) else None
+        self.exiting = self.exiting or op == "exit"
+        return op in ("cancel", "exit")
+
+    def _take(self) -> Frame | None:
+        if len(self.buffer) < _HEADER.size:
+            return None
+        (size,) = _HEADER.unpack_from(self.buffer)
+        end = _HEADER.size + size
+        if len(self.buffer) < end:
+            return None
+        payload = bytes(self.buffer[_HEADER.size : end])
+        del self.buffer[:end]
+        return decode(payload)
+
+    def _fill(self, block: bool) -> bool:
+        """Read what the socket has (waiting for it if ``block``); False once it is closed."""
+        if self.closed:
+            return False
+        if not block and not select.select([self.sock], [], [], 0)[0]:
+            return True
+        data = self.sock.recv(1 << 16)
+        if not data:
+            self.closed = True
+            return False
+        self.buffer += data
+        return True
+
+
+class ServerChannel:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, sock: socket.socket) -> ServerChannel:
+        reader, writer = await asyncio.open_unix_connection(sock=sock)
+        return cls(reader, writer)
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Queue a message without waiting (safe in cleanup code that must not await)."""
+        if not self.writer.is_closing():
+            self.writer.write(encode_json(message))
+
+    async def recv(self) -> Frame | None:
+        """The next frame, or None once the worker's end is closed."""
+        try:
+            header = await self.reader.readexactly(_HEADER.size)
+            (size,) = _HEADER.unpack(header)
+            return decode(await self.reader.readexactly(size))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+
+    def close(self) -> None:
+        self.writer.close()

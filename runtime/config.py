@@ -1,0 +1,137 @@
+"""``mdl serve`` settings from the environment, with Ollama's defaults and formats. Pure.
+
+- ``MDL_HOST``: ``host[:port]`` to listen on, default ``127.0.0.1:11434`` (``http://`` allowed)
+- ``MDL_MAX_LOADED_MODELS``: models kept loaded at once, default 3
+- ``MDL_KEEP_ALIVE``: how long an idle model stays loaded, default ``5m`` (a duration or
+  seconds; negative: forever; 0: unload after each request)
+- ``MDL_MAX_QUEUE``: requests that may wait for one model before a 503, default 512
+- ``MDL_ORIGINS``: more browser origins for CORS, comma-separated, ``*`` wildcards
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mdl.runtime.errors import BadRequest
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 11434
+DEFAULT_KEEP_ALIVE = 300.0
+LOCAL_ORIGINS = (
+    *(
+        f"{scheme}://{host}{port}"
+        for scheme in ("http", "https")
+        for host in ("localhost", "127.0.0.1", "0.0.0.0", "[::1]")
+        for port in ("", ":*")
+    ),
+    *("app://*", "file://*", "tauri://*", "vscode-webview://*", "vscode-file://*"),
+)
+"""Allowed by default, as Ollama allows them: local pages and desktop/editor webviews."""
+
+_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_DURATION = re.compile(r"([0-9]*\.?[0-9]*)(ns|us|µs|μs|ms|s|m|h)")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    max_loaded: int = 3
+    keep_alive: float | None = DEFAULT_KEEP_ALIVE
+    """Seconds; None keeps models loaded forever."""
+    max_queue: int = 512
+    origins: tuple[str, ...] = LOCAL_ORIGINS
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ServeConfig:
+        host, port = parse_host(env.get("MDL_HOST", ""))
+        extra = tuple(o.strip() for o in env.get("MDL_ORIGINS", "").split(",") if o.strip())
+        return cls(
+            host=host,
+            port=port,
+            max_loaded=_positive(env, "MDL_MAX_LOADED_MODELS", 3),
+            keep_alive=parse_keep_alive(env.get("MDL_KEEP_ALIVE") or "5m", "MDL_KEEP_ALIVE"),
+            max_queue=_positive(env, "MDL_MAX_QUEUE", 512, allow_zero=True),
+            origins=LOCAL_ORIGINS + extra,
+        )
+
+
+def parse_host(text: str) -> tuple[str, int]:
+    """``host[:port]``, ``:port``, ``[v6]:port``, optionally ``http://…``; empty: the default."""
+    text = text.strip().removeprefix("http://").rstrip("/")
+    if not text:
+        return DEFAULT_HOST, DEFAULT_PORT
+    match = re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\[\]]*)(?::([0-9]{1,5}))?", text)
+    if not match:
+        raise BadRequest(f"MDL_HOST={text!r}: want host[:port]")
+    host = match.group(1).strip("[]") or DEFAULT_HOST
+    port = int(match.group(2)) if match.group(2) else DEFAULT_PORT
+    if not 0 < port < 65536:
+        raise BadRequest(f"MDL_HOST={text!r}: port out of range")
+    return host, port
+
+
+def parse_keep_alive(value: object, where: str = "keep_alive") -> float | None:
+    """Ollama's keep_alive: a number of seconds or a Go duration (``5m``, ``1h30m``, ``-1``);
+    negative means forever (None), 0 unload at once."""
+    if isinstance(value, bool):
+        raise BadRequest(f"{where}: want a duration or a number of seconds")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        seconds = _duration(value.strip(), where)
+    else:
+        raise BadRequest(f"{where}: want a duration or a number of seconds")
+    return None if seconds < 0 else seconds
+
+
+def origin_regex(origins: tuple[str, ...]) -> str:
+    """One regular expression for CORS from origins with ``*`` wildcards."""
+    return (
+        "|".join("^" + re.escape(o).replace(r"\*", ".*") + "$" for o in origins)
+        if origins
+        else "^$"
+    )
+
+
+def _duration(text: str, where: str) -> float:
+    try:
+        return float(text)  # plain seconds, as OLLAMA_KEEP_ALIVE also accepts
+    except ValueError:
+        pass
+    sign = -1.0 if text.startswith("-") else 1.0
+    body = text.lstrip("+-")
+    pos, total = 0, 0.0
+    while pos < len(body):
+        match = _DURATION.match(body, pos)
+        if not match or match.group(1) in ("", "."):
+            raise BadRequest(f"{where}: invalid duration {text!r} (e.g. 30s, 5m, 1h30m, -1)")
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if not body:
+        raise BadRequest(f"{where}: invalid duration {text!r}")
+    return sign * total
+
+
+def _positive(env: Mapping[str, str], name: str, default: int, allow_zero: bool = False) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name}={raw!r}: want a whole number") from None
+    if value < 0 or (value == 0 and not allow_zero):
+        raise BadRequest(f"{name}={raw!r}: want a number above 0")
+    return value

@@ -1,0 +1,211 @@
+"""A model name -> what the store holds under it now: weights and adapter blob paths, template,
+system prompt, parameters and seed messages.
+
+Resolution reads the store on every request, so a re-tag or a newer pull takes effect on the
+next one. What is costly to read (the GGUF headers) is cached by manifest digest, which names
+immutable content. Adapters whose architecture differs from the weights' are refused here,
+before llama.cpp sees them (a mismatched LoRA crashes it).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mdl.runtime.errors import BadRequest, LoadFailed, ModelMissing
+from mdl.runtime.memory import Shape
+from mdl.runtime.messages import Message
+from mdl.runtime.options import check_options
+from mdl.runtime.templates import DEFAULT_TEMPLATE
+from mdl.spec import mediatypes as mt
+from mdl.spec.descriptor import Descriptor
+from mdl.spec.digest import Digest
+from mdl.spec.errors import GGUFError, InvalidReference, MdlError, NotFound
+from mdl.spec.gguf import ArraySummary, GGUFInfo, read_gguf_file
+from mdl.spec.modelpack import ANNOTATION_TEMPLATE_FORMAT
+from mdl.spec.parameters import parse_params_json
+from mdl.spec.reference import Reference
+from mdl.store.models import StoredModel, load_model
+from mdl.store.store import Store
+
+_CACHE_SIZE = 64
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    name: str
+    """The reference as the store names it (``tiny:latest``), or the digest asked for."""
+    digest: Digest
+    """The manifest's digest: the identity of what is served."""
+    stored: StoredModel
+    weights: Path
+    adapters: tuple[Path, ...]
+    template: str
+    template_format: str
+    system: str | None
+    params: Mapping[str, Any]
+    messages: tuple[Message, ...]
+    gguf: GGUFInfo
+    modified_at: datetime
+
+    @property
+    def size(self) -> int:
+        return self.stored.size
+
+    @property
+    def shape(self) -> Shape:
+        arch = self.gguf.architecture or ""
+        meta = self.gguf.metadata
+        files = self.weights.stat().st_size + sum(a.stat().st_size for a in self.adapters)
+        heads = _int(meta, f"{arch}.attention.head_count", 1)
+        tokens = meta.get("tokenizer.ggml.tokens")
+        vocab = tokens.length if isinstance(tokens, ArraySummary) else 0
+        return Shape(
+            file_bytes=files,
+            layers=_int(meta, f"{arch}.block_count", 0),
+            embedding=_int(meta, f"{arch}.embedding_length", 0),
+            heads=heads,
+            kv_heads=_int(meta, f"{arch}.attention.head_count_kv", heads),
+            vocab=_int(meta, f"{arch}.vocab_size", vocab),
+        )
+
+    @property
+    def pooling_mean(self) -> bool:
+        """No pooling type in the GGUF (a generative model): embeddings are mean-pooled."""
+        return f"{self.gguf.architecture}.pooling_type" not in self.gguf.metadata
+
+
+class ModelResolver:
+    """Thread-safe: the service calls it from worker threads."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._cache: OrderedDict[Digest, ResolvedModel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def cached(self, name: str) -> ResolvedModel | None:
+        """The model if its manifest was read before: one small read (the tag index), cheap
+        enough for the event loop. None when ``resolve`` has to read more."""
+        ref = parse_name(name)
+        desc = self._descriptor(ref, name)
+        if desc.media_type in mt.INDEX_TYPES:
+            return None
+        with self._lock:
+            model = self._cache.get(desc.digest)
+            if model is None:
+                return None
+            self._cache.move_to_end(desc.digest)
+        label = _label(ref, desc.digest)
+        return model if model.name == label else replace(model, name=label)
+
+    def resolve(self, name: str) -> ResolvedModel:
+        """BadRequest for a malformed name, ModelMissing if the store has none by that name."""
+        model = self.cached(name)
+        if model is not None:
+            return model
+        ref = parse_name(name)
+        try:
+            stored = load_model(self.store, ref)
+        except NotFound as exc:
+            raise ModelMissing(f"model '{name}' not found") from exc
+        model = _read(stored, _label(ref, stored.descriptor.digest))
+        with self._lock:
+            self._cache[model.digest] = model
+            while len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return model
+
+    def _descriptor(self, ref: Reference, name: str) -> Descriptor:
+        try:
+            return self.store.resolve(ref)
+        except NotFound as exc:
+            raise ModelMissing(f"model '{name}' not found") from exc
+
+
+def _label(ref: Reference, digest: Digest) -> str:
+    return str(ref) if ref.repository else str(digest)
+
+
+def parse_name(name: str) -> Reference:
+    if not isinstance(name, str) or not name:
+        raise BadRequest("model is required")
+    try:
+        return Reference.parse(name)
+    except InvalidReference as exc:
+        raise BadRequest(str(exc)) from exc
+
+
+def _read(stored: StoredModel, name: str) -> ResolvedModel:
+    weights = stored.path(mt.WEIGHTS_FILE)
+    if weights is None:
+        raise LoadFailed(f"{name}: the model has no {mt.WEIGHTS_FILE} layer to run")
+    try:
+        info = read_gguf_file(weights)
+        adapters = tuple(stored.store.blob_path(d.digest) for _, d in stored.files.adapters)
+        for (filepath, _), adapter in zip(stored.files.adapters, adapters, strict=True):
+            _check_adapter(name, info, filepath, adapter)
+        params_text = stored.text(mt.PARAMS_FILE)
+        params = check_options(
+            parse_params_json(params_text.encode()) if params_text else {}, f"{name}: params.json"
+        )
+        messages = tuple(
+            Message(m["role"], m["content"]) for m in stored.json(mt.MESSAGES_FILE) or []
+        )
+        template, template_format = _template(stored, info)
+        system = stored.text(mt.SYSTEM_FILE)
+    except LoadFailed:
+        raise
+    except BadRequest as exc:  # a params.json this runtime cannot use
+        raise LoadFailed(str(exc)) from exc
+    except (MdlError, OSError, KeyError, TypeError) as exc:
+        raise LoadFailed(f"{name}: cannot read the model: {exc}") from exc
+    mtime = stored.store.blob_path(stored.descriptor.digest).stat().st_mtime
+    return ResolvedModel(
+        name=name,
+        digest=stored.descriptor.digest,
+        stored=stored,
+        weights=weights,
+        adapters=adapters,
+        template=template,
+        template_format=template_format,
+        system=system,
+        params=params,
+        messages=messages,
+        gguf=info,
+        modified_at=datetime.fromtimestamp(mtime, UTC),
+    )
+
+
+def _template(stored: StoredModel, info: GGUFInfo) -> tuple[str, str]:
+    """The template layer; else the GGUF's own Jinja template; else Ollama's ``{{ .Prompt }}``."""
+    layer = stored.files.get(mt.TEMPLATE_FILE)
+    text = stored.text(mt.TEMPLATE_FILE)
+    if layer is not None and text is not None:
+        return text, layer.annotations.get(ANNOTATION_TEMPLATE_FORMAT, "go")
+    if info.chat_template:
+        return info.chat_template, "jinja"
+    return DEFAULT_TEMPLATE, "go"
+
+
+def _check_adapter(name: str, weights: GGUFInfo, filepath: str, path: Path) -> None:
+    try:
+        adapter = read_gguf_file(path)
+    except GGUFError as exc:
+        raise LoadFailed(f"{name}: {filepath}: {exc}") from exc
+    if not adapter.is_adapter:
+        raise LoadFailed(f"{name}: {filepath} is not a LoRA adapter GGUF")
+    if adapter.architecture != weights.architecture:
+        raise LoadFailed(
+            f"{name}: {filepath} is an adapter for architecture {adapter.architecture}, "
+            f"but the weights are {weights.architecture}; refusing to load it"
+        )
+
+
+def _int(meta: Mapping[str, Any], key: str, default: int) -> int:
+    value = meta.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else default

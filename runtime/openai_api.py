@@ -1,0 +1,315 @@
+"""OpenAI's API (``/v1/*``) as a thin adapter over the native service; SSE when streaming.
+
+Request fields map to native options as Ollama's compatibility layer maps them (``max_tokens``
+-> ``num_predict``, ``response_format`` -> ``format``, ``stop``, ``seed``, penalties); fields
+left out keep the model's defaults. Errors are answered in OpenAI's shape by ``app.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import struct
+import time
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from mdl.runtime.errors import BadRequest, ModelMissing, RuntimeFailure
+from mdl.runtime.manage import Library
+from mdl.runtime.messages import message_from_json, tool_from_json
+from mdl.runtime.payload import field, read_object, required_str, string_list
+from mdl.runtime.runner import Failed, Token
+from mdl.runtime.service import (
+    ChatRequest,
+    EmbedRequest,
+    Event,
+    Finished,
+    GenerateRequest,
+    Service,
+    unit_vector,
+)
+from mdl.runtime.streaming import StreamResponse, first_item, until_disconnected
+
+SSE = "text/event-stream"
+FINGERPRINT = "fp_mdl"
+
+
+class OpenAIAPI:
+    def __init__(self, service: Service, library: Library) -> None:
+        self.service = service
+        self.library = library
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/v1/chat/completions", self.chat, methods=["POST"]),
+            Route("/v1/completions", self.completions, methods=["POST"]),
+            Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+            Route("/v1/models", self.models, methods=["GET"]),
+            Route("/v1/models/{model:path}", self.model, methods=["GET"]),
+        ]
+
+    async def chat(self, request: Request) -> Response:
+        body = await read_object(request)
+        tools = field(body, "tools", list, [])
+        if body.get("tool_choice") == "none":
+            tools = []
+        native = ChatRequest(
+            model=required_str(body, "model"),
+            messages=tuple(message_from_json(m) for m in field(body, "messages", list, [])),
+            tools=tuple(tool_from_json(t) for t in tools),
+            options=_options(body),
+            format=_response_format(body.get("response_format")),
+            keep_alive=body.get("keep_alive"),
+        )
+        if not native.messages:
+            raise BadRequest("messages is required")
+        reply = _Reply(native.model, "chat.completion", _usage_wanted(body))
+        return await _answer(request, body, self.service.chat(native), reply)
+
+    async def completions(self, request: Request) -> Response:
+        body = await read_object(request)
+        prompts = string_list(body, "prompt")
+        if len(prompts) > 1:
+            raise BadRequest("prompt: only one prompt per request is supported")
+        native = GenerateRequest(
+            model=required_str(body, "model"),
+            prompt=prompts[0] if prompts else "",
+            suffix=field(body, "suffix", str, ""),
+            options=_options(body),
+            keep_alive=body.get("keep_alive"),
+        )
+        if not native.prompt:
+            raise BadRequest("prompt is required")
+        reply = _Reply(native.model, "text_completion", _usage_wanted(body))
+        return await _answer(request, body, self.service.generate(native), reply)
+
+    async def embeddings(self, request: Request) -> Response:
+        body = await read_object(request)
+        inputs = body.get("input")
+        if isinstance(inputs, list) and inputs and not all(isinstance(i, str) for i in inputs):
+            raise BadRequest("input: token arrays are not supported; send text")
+        encoding = field(body, "encoding_format", str, "float")
+        if encoding not in ("float", "base64"):
+            raise BadRequest('encoding_format must be "float" or "base64"')
+        native = EmbedRequest(
+            model=required_str(body, "model"),
+            inputs=tuple(string_list(body, "input")),
+            keep_alive=body.get("keep_alive"),
+        )
+        if not native.inputs:
+            raise BadRequest("input is required")
+        dimensions = field(body, "dimensions", int, 0)
+        result = await until_disconnected(request, self.service.embed(native))
+        data = [
+            {
+                "object": "embedding",
+                "embedding": _encode(unit_vector(v, dimensions), encoding),
+                "index": i,
+            }
+            for i, v in enumerate(result.vectors)
+        ]
+        usage = {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens}
+        return JSONResponse({"object": "list", "data": data, "model": native.model, "usage": usage})
+
+    async def models(self, request: Request) -> Response:
+        data = [_model_json(m.name, m.modified_at.timestamp()) for m in self.library.list()]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def model(self, request: Request) -> Response:
+        name = request.path_params["model"]
+        for listed in self.library.list():
+            if name in (listed.name, listed.name.removesuffix(":latest")):
+                return JSONResponse(_model_json(listed.name, listed.modified_at.timestamp()))
+        raise ModelMissing(f"model '{name}' not found")
+
+
+class _Reply:
+    """Renders native events as OpenAI chunks (streaming) and sums them (not streaming)."""
+
+    def __init__(self, model: str, kind: str, usage_wanted: bool) -> None:
+        self.model = model
+        self.kind = kind
+        self.usage_wanted = usage_wanted
+        self.id = ("chatcmpl-" if kind == "chat.completion" else "cmpl-") + secrets.token_hex(12)
+        self.created = int(time.time())
+        self.sent_role = False
+
+    def head(self, chunk: bool) -> dict[str, Any]:
+        kind = self.kind + (".chunk" if chunk and self.kind == "chat.completion" else "")
+        return {
+            "id": self.id,
+            "object": kind,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": FINGERPRINT,
+        }
+
+    def chunks(self, event: Event) -> list[dict[str, Any]]:
+        if isinstance(event, Failed):
+            return [_error(event.message)]
+        if isinstance(event, Token):
+            return [{**self.head(True), "choices": [self._delta(text=event.text)]}]
+        out = []
+        if event.tool_calls:
+            calls = [{"index": i, **c} for i, c in enumerate(_tool_calls(event))]
+            out.append({**self.head(True), "choices": [self._delta(tool_calls=calls)]})
+        final = self._delta(finish=_finish_reason(event))
+        out.append({**self.head(True), "choices": [final]})
+        if self.usage_wanted:
+            out.append({**self.head(True), "choices": [], "usage": _usage(event)})
+        return out
+
+    def whole(self, events: list[Event]) -> dict[str, Any]:
+        text = "".join(e.text for e in events if isinstance(e, Token))
+        end = events[-1]
+        if not isinstance(end, Finished):
+            raise RuntimeFailure(end.message if isinstance(end, Failed) else "no answer")
+        choice: dict[str, Any] = {"index": 0, "finish_reason": _finish_reason(end)}
+        if self.kind == "chat.completion":
+            message: dict[str, Any] = {"role": "assistant", "content": text}
+            if end.tool_calls:
+                message["tool_calls"] = _tool_calls(end)
+            choice["message"] = message
+        else:
+            choice.update(text=text, logprobs=None)
+        return {**self.head(False), "choices": [choice], "usage": _usage(end)}
+
+    def _delta(
+        self,
+        text: str | None = None,
+        tool_calls: list[Any] | None = None,
+        finish: str | None = None,
+    ) -> dict[str, Any]:
+        if self.kind != "chat.completion":
+            return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+        delta: dict[str, Any] = {}
+        if not self.sent_role:
+            delta["role"] = "assistant"
+            self.sent_role = True
+        if text is not None:
+            delta["content"] = text
+        if tool_calls:
+            delta["tool_calls"] = tool_calls
+        return {"index": 0, "delta": delta, "finish_reason": finish}
+
+
+async def _answer(
+    request: Request, body: dict[str, Any], events: AsyncGenerator[Event, None], reply: _Reply
+) -> Response:
+    first = await first_item(request, events)
+    if field(body, "stream", bool, False):
+        return StreamResponse(_sse(first, events, reply.chunks), SSE)
+    collected = await until_disconnected(request, _collect(first, events))
+    return JSONResponse(reply.whole(collected))
+
+
+async def _sse(
+    first: Event,
+    events: AsyncGenerator[Event, None],
+    render: Callable[[Event], list[dict[str, Any]]],
+) -> AsyncGenerator[bytes, None]:
+    async with aclosing(events):
+        for chunk in render(first):
+            yield _data(chunk)
+        async for event in events:
+            for chunk in render(event):
+                yield _data(chunk)
+    yield b"data: [DONE]\n\n"
+
+
+async def _collect(first: Event, events: AsyncGenerator[Event, None]) -> list[Event]:
+    collected = [first]
+    async with aclosing(events):
+        async for event in events:
+            collected.append(event)
+    return collected
+
+
+def _options(body: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI sampling fields as native options; what is not given stays the model's default
+    (``params.json``), where Ollama would force temperature and top_p to 1."""
+    options: dict[str, Any] = {}
+    for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty"):
+        if body.get(name) is not None:
+            options[name] = field(body, name, float, 0.0)
+    max_tokens = field(body, "max_completion_tokens", int, 0) or field(body, "max_tokens", int, 0)
+    if max_tokens:
+        options["num_predict"] = max_tokens
+    if body.get("seed") is not None:
+        options["seed"] = field(body, "seed", int, 0)
+    stops = string_list(body, "stop")
+    if stops:
+        options["stop"] = stops
+    if field(body, "n", int, 1) != 1:
+        raise BadRequest("n: only one choice per request is supported")
+    return options
+
+
+def _response_format(value: Any) -> str | None:
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return "json"
+    if kind == "json_schema":
+        schema = (value.get("json_schema") or {}).get("schema")
+        if isinstance(schema, dict):
+            return json.dumps(schema)
+    raise BadRequest('response_format: want type "text", "json_object" or "json_schema"')
+
+
+def _usage_wanted(body: dict[str, Any]) -> bool:
+    stream_options = body.get("stream_options")
+    return isinstance(stream_options, dict) and bool(stream_options.get("include_usage"))
+
+
+def _usage(event: Finished) -> dict[str, int]:
+    return {
+        "prompt_tokens": event.prompt_tokens,
+        "completion_tokens": event.eval_tokens,
+        "total_tokens": event.prompt_tokens + event.eval_tokens,
+    }
+
+
+def _finish_reason(event: Finished) -> str:
+    if event.tool_calls:
+        return "tool_calls"
+    return "length" if event.reason == "length" else "stop"
+
+
+def _tool_calls(event: Finished) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": call.id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": json.dumps(dict(call.arguments))},
+        }
+        for call in event.tool_calls
+    ]
+
+
+def _model_json(name: str, created: float) -> dict[str, Any]:
+    owner = name.rsplit("/", 1)[0] if "/" in name else "library"
+    return {"id": name, "object": "model", "created": int(created), "owned_by": owner}
+
+
+def _encode(vector: list[float], encoding: str) -> list[float] | str:
+    if encoding == "float":
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+def _error(message: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "api_error", "param": None, "code": None}}
+
+
+def _data(obj: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"

@@ -1,0 +1,135 @@
+"""Model options: a request's ``options`` over the model's ``params.json`` over the defaults. Pure.
+
+Names and types are Ollama's (``api.Options`` and ``api.Runner``). Runner options (``num_ctx``,
+``num_batch``, ``num_thread``, ``use_mmap``) fix how the model is loaded; the rest shape one
+answer. Names Ollama accepts but no longer uses (``numa``, ``low_vram``, ``mirostat``…, see
+``IGNORED``) are accepted and ignored. An unknown name, a value of the wrong type or one out of
+range is a BadRequest naming it: Ollama would log and drop unknown names, but silently
+ignoring a misspelt ``temprature`` answers with the wrong settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from mdl.runtime.errors import BadRequest
+from mdl.runtime.runner import Sampling
+
+INT, FLOAT, BOOL, STRINGS = "integer", "number", "boolean", "list of strings"
+
+TYPES: dict[str, str] = {
+    "num_ctx": INT,
+    "num_batch": INT,
+    "num_gpu": INT,
+    "main_gpu": INT,
+    "num_thread": INT,
+    "use_mmap": BOOL,
+    "num_keep": INT,
+    "seed": INT,
+    "num_predict": INT,
+    "top_k": INT,
+    "top_p": FLOAT,
+    "min_p": FLOAT,
+    "typical_p": FLOAT,
+    "repeat_last_n": INT,
+    "temperature": FLOAT,
+    "repeat_penalty": FLOAT,
+    "presence_penalty": FLOAT,
+    "frequency_penalty": FLOAT,
+    "mirostat": INT,
+    "mirostat_tau": FLOAT,
+    "mirostat_eta": FLOAT,
+    "stop": STRINGS,
+}
+IGNORED = frozenset(
+    {
+        "numa", "low_vram", "f16_kv", "logits_all", "vocab_only", "use_mlock",
+        "embedding_only", "penalize_newline", "tfs_z", "num_gqa", "rope_frequency_base",
+        "rope_frequency_scale",
+    }
+)  # fmt: skip
+_NON_NEGATIVE = ("num_ctx", "num_batch", "num_thread", "temperature", "top_k", "top_p", "min_p")
+_SAMPLING = {f.name for f in fields(Sampling)}
+
+Values = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunnerOptions:
+    num_ctx: int
+    num_batch: int
+    num_thread: int
+    use_mmap: bool
+
+
+def check_options(raw: Any, where: str = "options") -> Values:
+    """Validate a JSON object of options; the typed values, nulls and ignored names left out."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise BadRequest(f"{where} must be a JSON object")
+    values: Values = {}
+    for name, value in raw.items():
+        if value is None or name in IGNORED:
+            continue
+        kind = TYPES.get(name)
+        if kind is None:
+            raise BadRequest(f'{where}: unknown option "{name}"')
+        values[name] = _typed(name, kind, value, where)
+    for name in _NON_NEGATIVE:
+        if values.get(name, 0) < 0:
+            raise BadRequest(f"{where}: {name} must not be negative")
+    if values.get("num_ctx") == 0 or values.get("num_batch") == 0:
+        raise BadRequest(f"{where}: num_ctx and num_batch must be positive")
+    return values
+
+
+def runner_options(values: Values, trained_ctx: int | None, cores: int) -> RunnerOptions:
+    """``num_ctx`` defaults to 4096, or the model's trained length if smaller; threads to the
+    machine's cores."""
+    default_ctx = min(4096, trained_ctx) if trained_ctx else 4096
+    return RunnerOptions(
+        num_ctx=values.get("num_ctx", default_ctx),
+        num_batch=values.get("num_batch", 512),
+        num_thread=values.get("num_thread") or cores,
+        use_mmap=values.get("use_mmap", True),
+    )
+
+
+def sampling(values: Values) -> Sampling:
+    chosen = {k: v for k, v in values.items() if k in _SAMPLING}
+    if "stop" in chosen:
+        chosen["stop"] = tuple(chosen["stop"])
+    return Sampling(**chosen)
+
+
+def _typed(name: str, kind: str, value: Any, where: str) -> Any:
+    wrong = BadRequest(f'{where}: option "{name}" must be a {kind}, not {_json_type(value)}')
+    if kind == BOOL:
+        if not isinstance(value, bool):
+            raise wrong
+        return value
+    if kind == STRINGS:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(s, str) for s in items):
+            raise wrong
+        return items
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise wrong
+    if kind == INT:
+        if isinstance(value, float) and not value.is_integer():
+            raise wrong
+        return int(value)
+    return float(value)
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"

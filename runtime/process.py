@@ -1,0 +1,184 @@
+"""The server's handle on a worker process: a ``ModelRunner`` that talks over the channel.
+
+One reader task per worker routes frames to the request in flight. ``complete`` closed early
+sends ``cancel`` without waiting (it may run inside a cancelled task); the runner counts as busy
+until the worker's final event arrives, and the next request waits for that. When the process
+dies, the request in flight fails with RunnerCrashed naming the signal or exit code and the last
+lines the worker wrote to stderr; ``wait_exited`` returns so the scheduler forgets the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import signal
+import socket
+import sys
+from collections.abc import AsyncGenerator, Sequence
+
+from mdl.runtime import wire
+from mdl.runtime.channel import ServerChannel
+from mdl.runtime.errors import LoadFailed, RunnerCrashed
+from mdl.runtime.runner import (
+    CompletionRequest,
+    Done,
+    Embeddings,
+    Failed,
+    LoadSpec,
+    ModelFacts,
+    RunnerEvent,
+    Token,
+)
+
+log = logging.getLogger("mdl.runtime")
+LOAD_TIMEOUT = 600.0
+EXIT_TIMEOUT = 5.0
+_STDERR_LINES = 8
+_Reply = Token | Done | Failed | Embeddings | ModelFacts | None  # None: the worker is gone
+
+
+class WorkerRunner:
+    def __init__(self, spec: LoadSpec, proc: asyncio.subprocess.Process, channel: ServerChannel):
+        self.spec = spec
+        self.proc = proc
+        self.channel = channel
+        self.facts = ModelFacts(0, "", "")
+        self.stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)
+        self._replies: asyncio.Queue[_Reply] = asyncio.Queue()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._exited = asyncio.Event()
+        self._stderr_task: asyncio.Task[None] | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @classmethod
+    async def start(cls, spec: LoadSpec) -> WorkerRunner:
+        """Spawn a worker and load the model in it; LoadFailed (with the worker's reason) if not."""
+        parent, child = socket.socketpair()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "mdl.runtime.worker",
+                str(child.fileno()),
+                spec.name,
+                pass_fds=(child.fileno(),),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        finally:
+            child.close()
+        runner = cls(spec, proc, await ServerChannel.open(parent))
+        runner._stderr_task = asyncio.create_task(runner._read_stderr())
+        runner._reader_task = asyncio.create_task(runner._read_replies())
+        runner.channel.send(wire.load_message(spec))
+        try:
+            reply = await asyncio.wait_for(runner._replies.get(), LOAD_TIMEOUT)
+        except TimeoutError:
+            reply = Failed(f"no answer in {LOAD_TIMEOUT:.0f} s")
+        except BaseException:  # cancelled (the server is stopping): leave no worker behind
+            proc.kill()
+            raise
+        if not isinstance(reply, ModelFacts):
+            reason = reply.message if isinstance(reply, Failed) else await runner._exit_reason()
+            await runner.close()
+            raise LoadFailed(f"model {spec.name} failed to load: {reason}")
+        runner.facts = reply
+        runner.stderr.clear()  # what it said while loading explains no later crash
+        log.info("loaded %s in worker %d (n_ctx %d)", spec.name, proc.pid, reply.n_ctx)
+        return runner
+
+    async def complete(self, request: CompletionRequest) -> AsyncGenerator[RunnerEvent, None]:
+        await self._claim()
+        self.channel.send(wire.complete_message(request))
+        finished = False
+        try:
+            while True:
+                reply = await self._replies.get()
+                if reply is None:
+                    finished = True
+                    raise RunnerCrashed(f"{await self._exit_reason()} while generating")
+                if not isinstance(reply, Token | Done | Failed):
+                    raise RunnerCrashed(f"unexpected reply {reply!r} from the worker")
+                finished = not isinstance(reply, Token)
+                yield reply
+                if finished:
+                    return
+        finally:
+            if not finished:
+                self.channel.send({"op": "cancel"})
+
+    async def embed(self, texts: Sequence[str], truncate: bool) -> Embeddings | Failed:
+        await self._claim()
+        self.channel.send(wire.embed_message(list(texts), truncate))
+        reply = await self._replies.get()
+        if reply is None:
+            raise RunnerCrashed(f"{await self._exit_reason()} while embedding")
+        if not isinstance(reply, Embeddings | Failed):
+            raise RunnerCrashed(f"unexpected reply {reply!r} from the worker")
+        return reply
+
+    async def wait_exited(self) -> None:
+        await self._exited.wait()
+
+    async def close(self) -> None:
+        if self.proc.returncode is None:
+            self.channel.send({"op": "exit"})
+            try:
+                await asyncio.wait_for(self.proc.wait(), EXIT_TIMEOUT)
+            except TimeoutError:
+                self.proc.kill()
+        await self.proc.wait()
+        for task in (self._reader_task, self._stderr_task):
+            if task is not None:
+                await task
+        self.channel.close()
+
+    async def _claim(self) -> None:
+        """Wait until the previous request's final event arrived; fail fast if the worker died."""
+        await self._idle.wait()
+        if self._exited.is_set():
+            raise RunnerCrashed(await self._exit_reason())
+        self._idle.clear()
+        self._replies = asyncio.Queue()
+
+    async def _read_replies(self) -> None:
+        while (frame := await self.channel.recv()) is not None:
+            reply: _Reply = Token(frame) if isinstance(frame, str) else wire.event(frame)
+            self._replies.put_nowait(reply)
+            if not isinstance(reply, Token):
+                self._idle.set()
+        await self.proc.wait()
+        self._exited.set()
+        self._replies.put_nowait(None)
+        self._idle.set()
+        if self.proc.returncode:
+            log.warning("worker %d for %s: %s", self.pid, self.spec.name, await self._exit_reason())
+
+    async def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        async for line in self.proc.stderr:
+            text = line.decode(errors="replace").rstrip()
+            if text:
+                self.stderr.append(text)
+                log.debug("worker %d: %s", self.pid, text)
+
+    async def _exit_reason(self) -> str:
+        code = await self.proc.wait()
+        if self._stderr_task is not None:
+            await asyncio.shield(self._stderr_task)  # the last lines it wrote
+        if code < 0:
+            try:
+                what = f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                what = f"was killed by signal {-code}"
+        else:
+            what = f"exited with status {code}"
+        detail = f" ({' / '.join(self.stderr)})" if self.stderr else ""
+        return f"the model runner for {self.spec.name} {what}{detail}"

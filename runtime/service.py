@@ -1,0 +1,339 @@
+"""The native inference service both APIs adapt: generate, chat and embed.
+
+Each request resolves its model name in the store *now*, merges options (request over
+``params.json`` over defaults), waits for the model's runner (the scheduler loads it, queues the
+request), renders the prompt with the model's template, system prompt and seed messages, and
+streams typed events: ``Token``… then ``Finished`` (or ``Failed`` if it breaks mid-answer).
+Errors found before the first event (unknown model, bad options, a full queue, a failed load)
+are raised, so the APIs can answer them with a status code.
+
+``generate`` and ``chat`` are async generators: close them early (the client went away) and
+the generation stops.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from mdl.runtime import options as opts
+from mdl.runtime.config import parse_keep_alive
+from mdl.runtime.errors import BadRequest, RunnerCrashed, RuntimeFailure, TemplateError
+from mdl.runtime.memory import estimate_bytes
+from mdl.runtime.messages import ROLES, Message, Tool, ToolCall
+from mdl.runtime.models import ModelResolver, ResolvedModel
+from mdl.runtime.runner import (
+    CompletionRequest,
+    Done,
+    Embeddings,
+    Failed,
+    LoadSpec,
+    ModelFacts,
+    Token,
+)
+from mdl.runtime.scheduler import Lease, Scheduler, Want
+from mdl.runtime.templates import ChatTemplate, chat_template
+from mdl.runtime.tools import ToolCallParser
+from mdl.spec.modelpack import template_format
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    model: str
+    prompt: str = ""
+    suffix: str = ""
+    system: str | None = None
+    template: str | None = None
+    raw: bool = False
+    context: tuple[int, ...] | None = None
+    options: Mapping[str, Any] | None = None
+    format: str | None = None
+    """None, ``json``, or a JSON schema as JSON text."""
+    keep_alive: Any = None
+    """As the client sent it (seconds, a duration string, or None for the server default)."""
+    images: int = 0
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    model: str
+    messages: tuple[Message, ...] = ()
+    tools: tuple[Tool, ...] = ()
+    options: Mapping[str, Any] | None = None
+    format: str | None = None
+    keep_alive: Any = None
+    images: int = 0
+
+
+@dataclass(frozen=True)
+class EmbedRequest:
+    model: str
+    inputs: tuple[str, ...] = ()
+    truncate: bool = True
+    options: Mapping[str, Any] | None = None
+    keep_alive: Any = None
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The end of an answer, with Ollama's counters (durations in nanoseconds)."""
+
+    reason: str
+    """``stop``, ``length``, ``load`` (a preload), ``unload``, or ``cancel``."""
+    prompt_tokens: int = 0
+    eval_tokens: int = 0
+    total_ns: int = 0
+    load_ns: int = 0
+    prompt_ns: int = 0
+    eval_ns: int = 0
+    context: tuple[int, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    vectors: tuple[tuple[float, ...], ...]
+    prompt_tokens: int
+    total_ns: int
+    load_ns: int
+
+
+Event = Token | Finished | Failed
+
+
+@dataclass
+class Service:
+    resolver: ModelResolver
+    scheduler: Scheduler
+    default_keep_alive: float | None = 300.0
+    cores: int = field(default_factory=lambda: os.cpu_count() or 1)
+    served: dict[str, ResolvedModel] = field(default_factory=dict)
+    """The models runners were loaded for, by manifest digest (what ``/api/ps`` describes)."""
+
+    async def resolve(self, name: str) -> ResolvedModel:
+        """The model a name means now; off the event loop unless it was read before."""
+        model = self.resolver.cached(name)
+        if model is None:
+            model = await anyio.to_thread.run_sync(self.resolver.resolve, name)
+        return model
+
+    async def generate(self, request: GenerateRequest) -> AsyncGenerator[Event, None]:
+        started = time.perf_counter_ns()
+        model, values, keep_alive = await self._prepare(request, request.images)
+        if not request.prompt and not request.suffix:
+            yield await self._preload(model, values, keep_alive, started)
+            return
+        lease = await self._acquire(model, values)
+        try:
+            prompt = _generate_prompt(model, request, lease.runner.facts)
+            completion = CompletionRequest(
+                prompt,
+                opts.sampling(values),
+                context=request.context or (),
+                format=request.format,
+                want_context=True,
+            )
+            async with aclosing(self._complete(lease, completion, started, None)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            self.scheduler.release(lease, keep_alive)
+
+    async def chat(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
+        started = time.perf_counter_ns()
+        model, values, keep_alive = await self._prepare(request, request.images)
+        for message in request.messages:
+            if message.role not in ROLES:
+                raise BadRequest(f"invalid message role {message.role!r}")
+        if not request.messages:
+            yield await self._preload(model, values, keep_alive, started)
+            return
+        lease = await self._acquire(model, values)
+        try:
+            template = _template(model, None, lease.runner.facts)
+            if request.tools and not template.supports_tools:
+                raise BadRequest(f"{request.model} does not support tools")
+            prompt = template.render(_conversation(model, request.messages), request.tools)
+            completion = CompletionRequest(prompt, opts.sampling(values), format=request.format)
+            parser = ToolCallParser({t.name for t in request.tools}) if request.tools else None
+            async with aclosing(self._complete(lease, completion, started, parser)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            self.scheduler.release(lease, keep_alive)
+
+    async def embed(self, request: EmbedRequest) -> EmbedResult:
+        started = time.perf_counter_ns()
+        model, values, keep_alive = await self._prepare(request)
+        lease = await self._acquire(model, values)
+        try:
+            result = (
+                await lease.runner.embed(request.inputs, request.truncate)
+                if request.inputs
+                else Embeddings((), 0)  # no input: only load the model, as Ollama does
+            )
+        finally:
+            self.scheduler.release(lease, keep_alive)
+        if isinstance(result, Failed):
+            raise (BadRequest if result.bad_request else RuntimeFailure)(result.message)
+        total = time.perf_counter_ns() - started
+        return EmbedResult(result.vectors, result.prompt_tokens, total, lease.load_ns)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    async def _prepare(
+        self, request: GenerateRequest | ChatRequest | EmbedRequest, images: int = 0
+    ) -> tuple[ResolvedModel, opts.Values, float | None]:
+        """The model, its options under the request's, and the keep-alive; or the 4xx."""
+        model = await self.resolve(request.model)
+        raw = request.keep_alive
+        keep_alive = self.default_keep_alive if raw is None else parse_keep_alive(raw)
+        values = {**model.params, **opts.check_options(request.options)}
+        if images:
+            raise BadRequest(f"{model.name} does not support images (it has no vision projector)")
+        return model, values, keep_alive
+
+    def _want(self, model: ResolvedModel, values: opts.Values) -> Want:
+        runner = opts.runner_options(values, model.gguf.context_length, self.cores)
+        spec = LoadSpec(
+            name=model.name,
+            weights=str(model.weights),
+            adapters=tuple(str(a) for a in model.adapters),
+            num_ctx=runner.num_ctx,
+            num_batch=runner.num_batch,
+            num_thread=runner.num_thread,
+            use_mmap=runner.use_mmap,
+            pooling_mean=model.pooling_mean,
+        )
+        size = estimate_bytes(model.shape, runner.num_ctx, runner.num_batch)
+        return Want(model.name, str(model.digest), spec, size)
+
+    async def _acquire(self, model: ResolvedModel, values: opts.Values) -> Lease:
+        want = self._want(model, values)
+        self.served[want.identity] = model
+        return await self.scheduler.acquire(want)
+
+    async def _preload(
+        self, model: ResolvedModel, values: opts.Values, keep_alive: float | None, started: int
+    ) -> Finished:
+        """An empty prompt loads the model (or, with keep_alive 0, unloads it)."""
+        if keep_alive == 0:
+            await self.scheduler.unload(str(model.digest))
+            return Finished("unload", total_ns=time.perf_counter_ns() - started)
+        lease = await self._acquire(model, values)
+        self.scheduler.release(lease, keep_alive)
+        return Finished("load", total_ns=time.perf_counter_ns() - started, load_ns=lease.load_ns)
+
+    async def _complete(
+        self,
+        lease: Lease,
+        request: CompletionRequest,
+        started: int,
+        parser: ToolCallParser | None,
+    ) -> AsyncGenerator[Event, None]:
+        emitted = False
+        try:
+            async with aclosing(lease.runner.complete(request)) as events:
+                async for event in events:
+                    if isinstance(event, Token):
+                        text = parser.feed(event.text) if parser else event.text
+                        if text:
+                            emitted = True
+                            yield Token(text)
+                    elif isinstance(event, Done):
+                        content, calls = parser.finish() if parser else ("", ())
+                        if content:
+                            yield Token(content)
+                        yield _finished(event, lease, started, calls)
+                    elif emitted:
+                        yield event
+                    else:
+                        raise (BadRequest if event.bad_request else RuntimeFailure)(event.message)
+        except RunnerCrashed as exc:
+            if not emitted:
+                raise
+            yield Failed(str(exc))
+
+
+def _finished(done: Done, lease: Lease, started: int, calls: tuple[ToolCall, ...]) -> Finished:
+    return Finished(
+        reason=done.reason,
+        prompt_tokens=done.prompt_tokens,
+        eval_tokens=done.eval_tokens,
+        total_ns=time.perf_counter_ns() - started,
+        load_ns=lease.load_ns,
+        prompt_ns=done.prompt_ns,
+        eval_ns=done.eval_ns,
+        context=done.context,
+        tool_calls=calls,
+    )
+
+
+def _template(model: ResolvedModel, override: str | None, facts: ModelFacts) -> ChatTemplate:
+    """The model's template, or the request's own (whose errors are the request's: 400)."""
+    if not override:
+        return chat_template(
+            model.template, model.template_format, facts.bos_token, facts.eos_token
+        )
+    try:
+        return chat_template(override, template_format(override), facts.bos_token, facts.eos_token)
+    except TemplateError as exc:
+        raise BadRequest(f"template: {exc}") from exc
+
+
+def _conversation(model: ResolvedModel, messages: Sequence[Message]) -> list[Message]:
+    """Ollama's chat prompt: the model's seed messages, then the request's, after the model's
+    system prompt unless the request starts with its own."""
+    conversation = [*model.messages, *messages]
+    if model.system and (not messages or messages[0].role != "system"):
+        conversation.insert(0, Message("system", model.system))
+    return conversation
+
+
+def _generate_prompt(model: ResolvedModel, request: GenerateRequest, facts: ModelFacts) -> str:
+    """Ollama's generate prompt: raw as given; a fill-in-the-middle prompt when there is a
+    suffix; else the system prompt, the model's seed messages (unless a context continues an
+    earlier answer) and the prompt as a user message."""
+    if request.raw:
+        return request.prompt
+    template = _template(model, request.template, facts)
+    if request.suffix:
+        if not template.supports_insert:
+            raise BadRequest(
+                f"{request.model} does not support insert (no .Suffix in its template)"
+            )
+        return template.render_insert(request.prompt, request.suffix)
+    messages: list[Message] = []
+    system = request.system if request.system else model.system
+    if system:
+        messages.append(Message("system", system))
+    if request.context is None:
+        messages += model.messages
+    messages.append(Message("user", request.prompt))
+    return template.render(messages)
+
+
+def unit_vector(vector: Sequence[float], dimensions: int = 0) -> list[float]:
+    """The first ``dimensions`` (all if 0) scaled to length 1, as Ollama's /api/embed returns."""
+    values = list(vector[:dimensions] if dimensions > 0 else vector)
+    norm = math.sqrt(sum(v * v for v in values))
+    return [v / norm for v in values] if norm else values
+
+
+def format_option(value: Any) -> str | None:
+    """Ollama's ``format``: "" or null (free text), ``"json"``, or a JSON schema object."""
+    if value in (None, ""):
+        return None
+    if value == "json":
+        return "json"
+    if isinstance(value, dict):
+        return json.dumps(value)
+    raise BadRequest('format must be "json" or a JSON schema object')

@@ -1,0 +1,72 @@
+"""Runner values as channel messages (JSON objects) and back. Pure.
+
+Server to worker: ``load``, ``complete``, ``embed``, ``cancel``, ``exit`` (key ``op``).
+Worker to server: ``loaded``, ``done``, ``failed``, ``embeddings`` (key ``ev``); tokens travel as
+text frames (see ``channel.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from mdl.runtime.runner import (
+    CompletionRequest,
+    Done,
+    Embeddings,
+    Failed,
+    LoadSpec,
+    ModelFacts,
+    Sampling,
+)
+
+Message = dict[str, Any]
+
+
+def load_message(spec: LoadSpec) -> Message:
+    return {"op": "load", "spec": asdict(spec)}
+
+
+def load_spec(message: Message) -> LoadSpec:
+    spec = message["spec"]
+    return LoadSpec(**{**spec, "adapters": tuple(spec["adapters"])})
+
+
+def complete_message(request: CompletionRequest) -> Message:
+    return {"op": "complete", "request": asdict(request)}
+
+
+def completion_request(message: Message) -> CompletionRequest:
+    request = message["request"]
+    sampling = request["sampling"]
+    return CompletionRequest(
+        prompt=request["prompt"],
+        sampling=Sampling(**{**sampling, "stop": tuple(sampling["stop"])}),
+        context=tuple(request["context"]),
+        format=request["format"],
+        want_context=request["want_context"],
+    )
+
+
+def embed_message(texts: list[str], truncate: bool) -> Message:
+    return {"op": "embed", "texts": texts, "truncate": truncate}
+
+
+def event_message(event: ModelFacts | Done | Failed | Embeddings) -> Message:
+    kind = {ModelFacts: "loaded", Done: "done", Failed: "failed", Embeddings: "embeddings"}
+    return {"ev": kind[type(event)], **asdict(event)}
+
+
+def event(message: Message) -> ModelFacts | Done | Failed | Embeddings:
+    fields = {k: v for k, v in message.items() if k != "ev"}
+    kind = message.get("ev")
+    if kind == "loaded":
+        return ModelFacts(**fields)
+    if kind == "done":
+        return Done(**{**fields, "context": tuple(fields["context"])})
+    if kind == "failed":
+        return Failed(**fields)
+    if kind == "embeddings":
+        vectors = tuple(tuple(v) for v in fields["vectors"])
+        return Embeddings(vectors, fields["prompt_tokens"])
+    raise ValueError(f"unknown worker event {kind!r}")

@@ -1,0 +1,85 @@
+"""A worker killed mid-generation fails only its own request; the server and the other models
+keep serving, and the next request to the killed model loads it again."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import ollama
+import pytest
+from ggufs import gguf_bytes, gguf_string
+from serving import Served
+
+LONG = {"temperature": 0, "num_ctx": 16384, "num_predict": 15000}
+
+
+@pytest.fixture(scope="module")
+def client(served: Served) -> Iterator[ollama.Client]:
+    with ollama.Client(host=served.url) as client:
+        yield client
+
+
+def test_kill_9_fails_only_that_models_request(client: ollama.Client, served: Served) -> None:
+    client.generate(model="tiny-b", prompt="")  # load the bystander
+    stream = client.generate(model="tiny", prompt="hello", options=LONG, stream=True)
+    first = next(stream)
+    assert first.response
+    killed = served.kill_worker("tiny:latest")
+
+    bystander: list[str] = []
+    worker = threading.Thread(
+        target=lambda: bystander.append(
+            client.generate(model="tiny-b", prompt="cat", options={"num_predict": 8}).response
+        )
+    )
+    worker.start()
+    with pytest.raises(ollama.ResponseError) as caught:
+        for _ in stream:
+            pass
+    worker.join(30)
+    assert "SIGKILL" in caught.value.error and "tiny:latest" in caught.value.error
+    assert bystander and bystander[0]
+
+    again = client.generate(model="tiny", prompt="hello", options={"num_predict": 4})
+    assert again.done and again.eval_count == 4
+    assert served.workers()["tiny:latest"] != killed
+    assert "tiny-b:latest" in served.ps()
+
+
+def test_a_crash_before_the_first_token_is_a_clean_error(
+    client: ollama.Client, served: Served
+) -> None:
+    client.generate(model="tiny-go", prompt="")
+    served.kill_worker("tiny-go:latest")
+    time.sleep(0.2)  # let the server notice
+    answer = client.generate(model="tiny-go", prompt="hello", options={"num_predict": 3})
+    assert answer.eval_count == 3  # it was forgotten and loaded again
+
+
+def test_a_model_that_fails_to_load_leaves_the_others_serving(
+    client: ollama.Client, served: Served
+) -> None:
+    header_only = gguf_bytes([("general.architecture", 8, gguf_string("llama"))])
+    served.forge("hollow", "tiny", "model.gguf", header_only)
+    with pytest.raises(ollama.ResponseError) as caught:
+        client.generate(model="hollow", prompt="hi")
+    assert caught.value.status_code == 500
+    assert "hollow:latest" in caught.value.error and "load" in caught.value.error
+    assert client.generate(model="tiny-b", prompt="hi", options={"num_predict": 2}).done
+    assert "hollow:latest" not in served.ps()
+
+
+def test_an_adapter_for_another_architecture_is_refused_before_loading(
+    client: ollama.Client, served: Served, models_dir: Path
+) -> None:
+    """llama.cpp would crash on it; the runtime checks the adapter's header first."""
+    other = (models_dir / "qwen-lora.gguf").read_bytes()
+    served.forge("mismatch", "tiny", "adapters/qwen.gguf", other)
+    with pytest.raises(ollama.ResponseError) as caught:
+        client.generate(model="mismatch", prompt="hi")
+    assert caught.value.status_code == 500
+    assert "qwen2" in caught.value.error and "llama" in caught.value.error
+    assert "mismatch:latest" not in served.workers()
