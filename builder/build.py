@@ -154,7 +154,7 @@ class _Writer:
         ingest = self.stack.enter_context(self.store.ingest())
         report, label = self.progress, filepath or "adapter"
         with open(source.path, "rb") as file:
-            ingest.copy_from(file, (lambda n: report(label, n, size)) if report else None)
+            ingest.copy_file(file, (lambda n: report(label, n, size)) if report else None)
         digest = ingest.seal()
         self.staged.append(ingest)
         self.bytes_copied += ingest.offset

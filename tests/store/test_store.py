@@ -263,3 +263,16 @@ def test_full_disk_is_a_clear_error_and_stores_nothing(tmp_path: Path) -> None:
         assert json.loads(layout.index_file(store.root).read_text()) == before
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_copy_file_copies_in_the_kernel_and_hashes_the_copy(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    source = tmp_path / "source.bin"
+    data = os.urandom(130 * 1024 * 1024 + 5)  # three copy_file_range steps
+    source.write_bytes(data)
+    seen: list[int] = []
+    with store.ingest() as ingest, open(source, "rb") as file:
+        ingest.copy_file(file, seen.append)
+        digest = ingest.commit()
+    assert digest == Digest.of(data) and sum(seen) == len(data) and len(seen) == 3
+    assert store.blob_path(digest).read_bytes() == data
