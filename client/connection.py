@@ -21,9 +21,9 @@ import httpx
 
 from mdl.client import credentials
 from mdl.client.auth import CredentialLookup, RegistryAuth
+from mdl.client.credentials import DOCKER_HUB
 from mdl.spec.errors import NotFound, RemoteError, TransportError, Unauthorized
 
-DOCKER_HUB = "registry-1.docker.io"
 RETRIES = 6
 _LOOPBACK = ("localhost", "127.0.0.1", "[::1]", "::1")
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})

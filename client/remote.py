@@ -121,11 +121,6 @@ class RemoteRepository:
         )
         return _location(response, self)
 
-    def tags(self) -> list[str]:
-        response = self.connection.request("GET", f"/v2/{self.name}/tags/list", what=str(self))
-        tags = response.json().get("tags") or []
-        return [t for t in tags if isinstance(t, str)]
-
 
 def _media_type(content_type: str, data: bytes) -> str:
     """The Content-Type when it names a manifest type; else what the document says it is

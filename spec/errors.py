@@ -14,8 +14,7 @@ Every failure mdl reports is an ``MdlError``; foreign exceptions are translated 
         ├── NotFound            no blob, manifest or tag by that name
         ├── DigestMismatch      content whose digest is not the one expected
         ├── SizeMismatch        content whose size is not the one expected
-        ├── StoreFull           the disk filled up; nothing was written
-        └── StoreLocked         another process holds the store lock past the timeout
+        └── StoreFull           the disk filled up; nothing was written
 
 ``exit_code`` is what the CLI exits with.
 """
@@ -87,8 +86,4 @@ class SizeMismatch(StoreError):
 
 
 class StoreFull(StoreError):
-    pass
-
-
-class StoreLocked(StoreError):
     pass

@@ -76,16 +76,6 @@ class Reference:
         """The repository with its registry host: what a tag is relative to."""
         return f"{self.registry}/{self.repository}" if self.registry else self.repository
 
-    @property
-    def is_local(self) -> bool:
-        return self.registry is None
-
-    def with_tag(self, tag: str) -> Reference:
-        return replace(self, tag=tag, digest=None)
-
-    def with_digest(self, digest: Digest) -> Reference:
-        return replace(self, digest=digest)
-
     def without_digest(self) -> Reference:
         return replace(self, digest=None, tag=self.tag or DEFAULT_TAG)
 
