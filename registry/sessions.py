@@ -182,11 +182,12 @@ class Uploads:
         self.driver.delete(paths.upload_dir(name, upload_id))
 
     def last_active(self, name: str, upload_id: str) -> float:
-        """When the session last changed (gc expires sessions by this)."""
+        """When the session last changed (gc expires sessions by this). A session whose files
+        are not there yet (it is being created right now) counts as active now."""
         times = []
         for key in (paths.upload_info(name, upload_id), paths.upload_data(name, upload_id)):
             try:
                 times.append(self.driver.stat(key).modified)
             except PathNotFound:
                 continue
-        return max(times, default=0.0)
+        return max(times, default=time.time())

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import ssl
 import subprocess
 import sys
@@ -240,7 +239,6 @@ def test_forged_or_tampered_tokens_are_refused(token: RunningServer) -> None:
         assert challenge(response)["error"] == "invalid_token"
 
 
-@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
 def test_skopeo_through_the_token_flow(token: RunningServer, tmp_path: Path) -> None:
     layout = tmp_path / "layout"
     from test_registry_clients import write_layout

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -131,7 +130,6 @@ def write_layout(directory: Path, artifact_type: bool) -> str:
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
-@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
 @pytest.mark.parametrize("artifact_type", [False, True], ids=["custom-config", "empty-config"])
 def test_skopeo_copies_a_layout_in_and_back(
     registry: RunningServer, repo: str, tmp_path: Path, artifact_type: bool
