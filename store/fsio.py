@@ -19,6 +19,18 @@ def write_error(exc: OSError, path: Path) -> StoreError:
     return StoreError(f"cannot write {path}: {exc.strerror}")
 
 
+def write_all(fd: int, data: bytes | bytearray | memoryview, path: Path) -> int:
+    """Write every byte (os.write may write fewer); returns the count. Errors name ``path``."""
+    view = memoryview(data)
+    total = len(view)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError as exc:
+        raise write_error(exc, path) from exc
+    return total
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

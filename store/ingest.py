@@ -21,7 +21,7 @@ from mdl.spec.descriptor import Descriptor
 from mdl.spec.digest import Digest
 from mdl.spec.errors import DigestMismatch, SizeMismatch, StoreError, StoreFull
 from mdl.store import layout
-from mdl.store.fsio import fsync_dir, write_error
+from mdl.store.fsio import fsync_dir, write_all, write_error
 
 CHUNK = 4 * 1024 * 1024
 STEP = 64 * 1024 * 1024
@@ -68,14 +68,7 @@ class Ingest:
         self._write_all(data)
 
     def _write_all(self, data: bytes | memoryview) -> None:
-        view = memoryview(data)
-        try:
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-                self.offset += written
-        except OSError as exc:
-            raise write_error(exc, self.path) from exc
+        self.offset += write_all(self._fd, data, self.path)
 
     def copy_from(self, source: IO[bytes], progress: Callable[[int], None] | None = None) -> None:
         """Stream ``source`` in: one read per byte, hashing each chunk while the last one writes.

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mdl.registry.storage.driver import PathNotFound, Stat
-from mdl.store.fsio import atomic_write, fsync_dir, write_error
+from mdl.store.fsio import atomic_write, fsync_dir, write_all
 from mdl.store.lock import file_lock
 
 
@@ -27,14 +27,7 @@ class FileAppender:
         self.size = os.fstat(self._fd).st_size
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
-        try:
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-                self.size += written
-        except OSError as exc:
-            raise write_error(exc, self.path) from exc
+        self.size += write_all(self._fd, data, self.path)
 
     def truncate(self, size: int) -> None:
         os.ftruncate(self._fd, size)
