@@ -13,15 +13,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -60,6 +51,8 @@ def error(message: str) -> None:
 
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    from rich.table import Table  # imported when needed: every command's start pays for imports
+
     grid = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
     for column in columns:
         grid.add_column(column, no_wrap=True)
@@ -79,6 +72,15 @@ def progress(enabled: bool = True) -> Iterator[ProgressCallback]:
     if not err.is_terminal:
         yield _plain_progress()
         return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from mdl.cli import build, local, registry, run, serve, transfer
@@ -52,15 +51,19 @@ run.register(app)
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        app(standalone_mode=False, prog_name="mdl")
     except MdlError as exc:
         error(str(exc))
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # usage errors: the message and the usage line
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            error(str(exc))
         sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         error("interrupted")
         sys.exit(130)

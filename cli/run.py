@@ -5,18 +5,20 @@ They speak its Ollama API with the standard library's HTTP client, streaming NDJ
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from mdl.cli import console
 from mdl.spec.errors import MdlError, NotFound
+
+if TYPE_CHECKING:
+    import http.client
 
 JSON = typer.Option(False, "--json", help="Print one JSON document instead of text.")
 
@@ -163,6 +165,8 @@ class Server:
     def _request(
         self, method: str, path: str, body: dict[str, Any] | None
     ) -> http.client.HTTPResponse:
+        import http.client  # only the serve clients need it; every command's start would pay
+
         connection = http.client.HTTPConnection(self.host, self.port, timeout=600)
         data = None if body is None else json.dumps(body).encode()
         try:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from mdl.client.body import body_pieces
 from mdl.client.connection import RETRIES, backoff
 from mdl.client.remote import RemoteRepository
 from mdl.spec.descriptor import Descriptor
@@ -152,6 +153,7 @@ class _Job:
 
     def _fetch(self, segment: Segment, follow_redirect: bool = False) -> None:
         """Stream one segment, retrying from its last written byte on network trouble."""
+        buffer = memoryview(bytearray(READ_CHUNK))
         for attempt in range(RETRIES):
             if segment.done or self.failed:
                 return
@@ -162,10 +164,8 @@ class _Job:
                         self.url = str(response.url)  # later ranges go straight to storage
                     if response.status_code == 200 and (offset > 0 or segment.end < self.desc.size):
                         raise _RangesUnsupported
-                    encoded = "content-encoding" in response.headers
-                    chunks = response.iter_bytes() if encoded else response.iter_raw()
-                    for chunk in chunks:
-                        self._write(segment, chunk)
+                    for piece in body_pieces(response, buffer):
+                        self._write(segment, piece)
                 if segment.done:
                     return
             except (httpx.TransportError, TransportError) as exc:
@@ -177,11 +177,11 @@ class _Job:
             backoff(attempt)
         raise TransportError(f"{self.repo}@{self.desc.digest}: download did not complete")
 
-    def _write(self, segment: Segment, chunk: bytes) -> None:
+    def _write(self, segment: Segment, chunk: memoryview) -> None:
         room = segment.end - (segment.start + segment.written)
         if len(chunk) > room:
             chunk = chunk[:room]  # a server that ignores the range end sends too much
-        view, position = memoryview(chunk), segment.start + segment.written
+        view, position = chunk, segment.start + segment.written
         try:
             while view:
                 count = os.pwrite(self.fd, view, position)
@@ -242,6 +242,7 @@ class _PrefixHasher:
 
     def run(self) -> None:
         size = self.job.desc.size
+        buffer = memoryview(bytearray(READ_CHUNK))
         while self.offset < size:
             with self.job.cond:
                 while self._frontier() <= self.offset and not self.job.failed:
@@ -249,7 +250,6 @@ class _PrefixHasher:
                 if self.job.failed:
                     return
                 frontier = self._frontier()
-            buffer = memoryview(bytearray(READ_CHUNK))
             while self.offset < frontier:
                 wanted = min(READ_CHUNK, frontier - self.offset)
                 count = os.preadv(self.job.fd, [buffer[:wanted]], self.offset)

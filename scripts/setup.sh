@@ -41,4 +41,7 @@ if ! compgen -G "$wheels/llama_cpp_python-$llama-*.whl" >/dev/null; then
         --no-cache-dir --no-deps "llama-cpp-python==$llama" -w "$wheels"
 fi
 .venv/bin/python -m pip install -q --find-links "$wheels" -e '.[dev]'
+# An editable install leaves the sources uncompiled; without .pyc files (and with
+# PYTHONDONTWRITEBYTECODE set, as in some sandboxes) every command would compile them again.
+.venv/bin/python -m compileall -q spec store builder client registry runtime cli >/dev/null
 echo "setup: ready ($(.venv/bin/mdl --version 2>/dev/null || echo mdl))"

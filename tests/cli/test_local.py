@@ -124,6 +124,23 @@ def test_errors_are_one_line_with_an_exit_code(
     assert len(failed.err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("pull", "--bogus", "x"), "No such option: --bogus"),
+        (("pull",), "Missing argument"),
+        (("nosuchcommand",), "No such command"),
+    ],
+)
+def test_usage_errors_print_usage_and_exit_2(
+    mdl: MdlRunner, args: tuple[str, ...], message: str
+) -> None:
+    failed = mdl(*args, ok=False)
+    assert failed.code == 2
+    assert message in failed.err and "Usage: mdl" in failed.err
+    assert "Traceback" not in failed.err
+
+
 def test_skopeo_reads_the_store_as_an_oci_layout(
     mdl: MdlRunner, mdl_home: Path, built: str, tmp_path: Path
 ) -> None:

@@ -2,8 +2,9 @@
 
 Blob GETs answer 307 to a second "storage" host (as GHCR, Docker Hub and Harbor on S3 do),
 which serves the bytes with ranges and records the headers it was sent; chosen requests first
-fail with 429 (Retry-After) or 503; and, for Ollama's registry, ``GET /v2/`` is 404 and
-manifests come back as ``text/plain``.
+fail with 429 (Retry-After) or 503; the first blob GET can stall halfway through its body (as
+a dying connection does); and, for Ollama's registry, ``GET /v2/`` is 404 and manifests come
+back as ``text/plain``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,8 @@ class Quirks:
     ollama: bool = False
     failures: list[int] = field(default_factory=list)
     """Statuses to answer, one per request, before passing requests through."""
+    stall_blobs: int = 0
+    """How many blob GETs send half their body, then nothing more (the header promised all)."""
     storage_headers: list[dict[str, str]] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
 
@@ -69,10 +72,27 @@ def _apps(upstream: str, quirks: Quirks, storage_url: str) -> tuple[Starlette, S
             return Response(b"", status, {"Retry-After": "1"} if status == 429 else {})
         if path == "/v2/" and quirks.ollama:
             return Response(b"404 page not found", 404)
-        if quirks.redirect_blobs and request.method == "GET" and "/blobs/sha256:" in path:
+        blob_get = request.method == "GET" and "/blobs/sha256:" in path
+        if quirks.redirect_blobs and blob_get:
             return RedirectResponse(f"{storage_url}{path}?signature=abc", 307)
+        if quirks.stall_blobs and blob_get:
+            quirks.stall_blobs -= 1
+            return await stall_halfway(request, path)
         manifest = "/manifests/" in path and request.method in ("GET", "HEAD")
         return await forward(request, path, "text/plain" if manifest and quirks.ollama else None)
+
+    async def stall_halfway(request: Request, path: str) -> Response:
+        headers = {k: v for k, v in request.headers.items() if k.lower() == "range"}
+        answer = await client.get(path, headers=headers)
+        body = answer.content
+
+        async def half_then_silence() -> AsyncIterator[bytes]:
+            yield body[: len(body) // 2]
+            await asyncio.sleep(60)  # cancelled when the client gives up and disconnects
+
+        out = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP}
+        out["content-length"] = str(len(body))
+        return StreamingResponse(half_then_silence(), answer.status_code, out)
 
     async def storage(request: Request) -> Response:
         if request.url.path == "/ready":
@@ -109,6 +129,7 @@ def standin(upstream: str, quirks: Quirks) -> Iterator[str]:
                     "redirect_blobs": quirks.redirect_blobs,
                     "ollama": quirks.ollama,
                     "failures": quirks.failures,
+                    "stall_blobs": quirks.stall_blobs,
                 }
             ),
         ]
@@ -130,6 +151,7 @@ def standin(upstream: str, quirks: Quirks) -> Iterator[str]:
         quirks.storage_headers[:] = done["storage_headers"]
         quirks.failed[:] = done["failed"]
         quirks.failures[:] = done["failures"]
+        quirks.stall_blobs = done["stall_blobs"]
 
 
 def _serve(upstream: str, front_port: int, back_port: int, record: Path, options: str) -> None:
@@ -154,6 +176,7 @@ def _serve(upstream: str, front_port: int, back_port: int, record: Path, options
                     "storage_headers": quirks.storage_headers,
                     "failed": quirks.failed,
                     "failures": quirks.failures,
+                    "stall_blobs": quirks.stall_blobs,
                 }
             )
         )

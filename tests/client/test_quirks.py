@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from cli_runner import MdlRunner
@@ -37,6 +38,22 @@ def test_429_and_503_are_retried(
         pulled = mdl("pull", f"{host}/quirks/retry:1", "-q", env=env).out.strip()
     assert pulled == tiny_model
     assert quirks.failed == [429, 503, 503] and not quirks.failures
+
+
+def test_a_stalled_blob_download_is_retried_from_where_it_stopped(
+    mdl: MdlRunner, tiny_model: str, distribution: Registry, tmp_path: Path
+) -> None:
+    mdl("push", "tiny", f"{distribution.host}/quirks/stall:1")
+    quirks = Quirks(stall_blobs=1)
+    with standin(distribution.host, quirks) as host:
+        env = {"MDL_HOME": str(tmp_path / "other"), "MDL_STALL_TIMEOUT": "1"}
+        started = time.monotonic()
+        pulled = mdl("pull", f"{host}/quirks/stall:1", "--json", env=env).json()
+        elapsed = time.monotonic() - started
+    assert pulled["digest"] == tiny_model
+    assert quirks.stall_blobs == 0  # the stall happened
+    assert elapsed < 30, "the stall was not detected by the read timeout"
+    assert mdl("verify", env=env).code == 0
 
 
 def test_pull_from_a_registry_with_ollamas_quirks(
