@@ -39,7 +39,7 @@ DEFAULT_CONNECTIONS = min(4, os.cpu_count() or 1)
 """Parallel ranged streams per large blob (``MDL_PULL_CONNECTIONS``): parsing a stream costs a
 core in Python, so more streams than cores only compete (measured on loopback, 2 cores)."""
 READ_CHUNK = 1024 * 1024
-FLUSH_BYTES = 64 * 1024 * 1024
+RELEASE_BYTES = 64 * 1024 * 1024
 
 Progress = Callable[[int], None]
 
@@ -223,14 +223,15 @@ class _Job:
 
 
 class _PrefixHasher:
-    """Hashes the file's contiguous written prefix as it grows, reading back from page cache,
-    and flushes what it has hashed every ``FLUSH_BYTES`` so the final fsync finds little left."""
+    """Hashes the file's contiguous written prefix as it grows, reading it back from the page
+    cache, and releases what it has hashed every ``RELEASE_BYTES``."""
 
     def __init__(self, job: _Job) -> None:
         self.job = job
         self.hasher = hashlib.new(job.desc.digest.algorithm)
         self.offset = 0
-        self.flushed = 0
+        self.released = 0
+        self.releasing_from = 0
 
     def _frontier(self) -> int:
         frontier = 0
@@ -257,9 +258,19 @@ class _PrefixHasher:
                     break
                 self.hasher.update(buffer[:count])
                 self.offset += count
-                if self.offset - self.flushed >= FLUSH_BYTES:
-                    os.fdatasync(self.job.fd)
-                    self.flushed = self.offset
+                if self.offset - self.released >= RELEASE_BYTES:
+                    self._release()
+
+    def _release(self) -> None:
+        """Start writing back what is hashed and drop it from the page cache: the bytes are
+        not read again, and a multi-GB pull should neither crowd out the cache nor leave GBs
+        for the final fsync. Pages still being written are dropped by the next call."""
+        start = self.releasing_from
+        if hasattr(os, "posix_fadvise"):  # on Linux it also starts the writeback
+            os.posix_fadvise(self.job.fd, start, self.offset - start, os.POSIX_FADV_DONTNEED)
+        else:
+            os.fdatasync(self.job.fd)
+        self.releasing_from, self.released = self.released, self.offset
 
     def hexdigest(self) -> str:
         return self.hasher.hexdigest()
