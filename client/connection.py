@@ -28,7 +28,6 @@ _LOOPBACK = ("localhost", "127.0.0.1", "[::1]", "::1")
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-
 def canonical_host(host: str) -> str:
     """``docker.io`` (and ``index.docker.io``) mean Docker Hub's registry, as in docker."""
     return DOCKER_HUB if host in ("docker.io", "index.docker.io") else host
