@@ -84,7 +84,7 @@ def run(options: Options) -> FamilyResult:
     )
     notes = (
         f"{size / MiB:.0f} MiB GGUF v3 (F32 tensors, random bytes), {options.repeat} rounds, "
-        "medians; one untimed warm-up round first; contender order rotated each round",
+        "medians; one untimed warm-up round first; contender order shuffled each round",
         "source read (untimed) before every run, so every contender reads it from the page cache",
         "every run writes to a fresh directory on the source's file system, deleted (and synced) "
         "between runs; mdl build fsyncs its blob, cp is followed by sync",

@@ -75,7 +75,7 @@ def run(options: Options) -> FamilyResult:
     )
     notes = (
         f"{size / MiB:.0f} MiB random blob, {options.repeat} rounds, medians; one untimed "
-        "warm-up round; contender order rotated each round",
+        "warm-up round; contender order shuffled each round",
         "blob PUT: curl POST then one streamed PUT ?digest= (a new repository each round); "
         "blob GET: curl to /dev/null; both include curl's start-up",
         f"manifest GET: ApacheBench, {MANIFEST_REQUESTS} keep-alive requests, "

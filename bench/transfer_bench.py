@@ -140,7 +140,7 @@ def run(options: Options) -> FamilyResult:
     )
     notes = (
         f"{size / MiB:.0f} MiB model blob over loopback from Debian's docker-registry "
-        f"(distribution 2.8); {rounds} rounds, medians, order rotated",
+        f"(distribution 2.8); {rounds} rounds, medians, order shuffled each round",
         "every push goes to a new repository (and mdl's mount hints are cleared), so nothing is "
         "skipped or mounted; every pull goes into an empty directory",
         "mdl pull verifies the digest and fsyncs before publishing; curl neither verifies nor "
