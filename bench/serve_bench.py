@@ -18,7 +18,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from common import Check, Contender, FamilyResult, Options, Timing, run_interleaved
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from servers import free_port, stop_process
 
 NAME = "serve"
 MIN_ROUNDS = 9
@@ -190,7 +192,7 @@ class _Server:
     after 5 s, and a loopback connect costs a fraction of a millisecond)."""
 
     def __init__(self, home: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         env = {**os.environ, "MDL_HOME": str(home), "MDL_HOST": f"127.0.0.1:{self.port}"}
         self.log = open(home / "serve.log", "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
@@ -238,12 +240,7 @@ class _Server:
         return reply
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, timeout=15)
         self.log.close()
 
     def _send(self, body: dict[str, Any]) -> http.client.HTTPResponse:
@@ -292,10 +289,3 @@ def _build(home: Path, weights: Path, workdir: Path) -> None:
         check=True,
         capture_output=True,
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port

@@ -129,6 +129,16 @@ def write_tiny_llama(
     return path
 
 
+def write_padded_llama(path: Path, padding_mib: int) -> None:
+    """A tiny llama followed by ``padding_mib`` MiB of random bytes (allowed after the tensor
+    data): a big model for transfer and fault tests that still loads."""
+    write_tiny_llama(path)
+    block = os.urandom(1024 * 1024)
+    with open(path, "ab") as padding:
+        for _ in range(padding_mib):
+            padding.write(block)
+
+
 def write_lora(
     path: str | os.PathLike[str],
     *,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import MdlRunner
-from ggufs import write_tiny_llama
+from ggufs import write_padded_llama
 from servers import RunningServer, start_mdl_registry
 
 ROUNDS = 5
@@ -26,11 +26,7 @@ MODEL_MIB = 192
 @pytest.fixture(scope="module")
 def big_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("faults") / "big.gguf"
-    write_tiny_llama(path)
-    block = os.urandom(1024 * 1024)
-    with open(path, "ab") as padding:
-        for _ in range(MODEL_MIB):
-            padding.write(block)
+    write_padded_llama(path, MODEL_MIB)
     return path
 
 

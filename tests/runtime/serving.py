@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ import urllib.request
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from servers import free_port, stop_process
 
 from mdl.builder.build import build_model
 from mdl.spec import mediatypes as mt
@@ -134,13 +135,8 @@ class Served:
         raise RuntimeError(f"mdl serve did not answer in {READY_TIMEOUT} s: {self.log()}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, timeout=15)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -192,13 +188,6 @@ class Served:
         pid = self.workers()[name]
         os.kill(pid, signal.SIGKILL)
         return pid
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def standard_models(served: Served, models_dir: Path) -> None:
