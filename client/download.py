@@ -140,19 +140,30 @@ class _Job:
         todo = [s for s in self.segments if not s.done]
         if not todo:
             return
-        first, rest = todo[0], todo[1:]
+        answered = threading.Event()
         try:
-            self._fetch(first, follow_redirect=True)
-            if rest:
-                with ThreadPoolExecutor(max_workers=len(rest)) as pool:
-                    for future in [pool.submit(self._fetch, s) for s in rest]:
-                        future.result()
+            with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+                first = pool.submit(self._fetch_first, todo[0], answered)
+                answered.wait()  # the first answer tells where the blob is and if ranges work
+                futures = [first]
+                if not (first.done() and first.exception()):
+                    futures += [pool.submit(self._fetch, s) for s in todo[1:]]
+                for future in futures:
+                    future.result()
         except _RangesUnsupported:
             self.segments = [Segment(0, self.desc.size)]
             self._fetch(self.segments[0])
 
-    def _fetch(self, segment: Segment, follow_redirect: bool = False) -> None:
-        """Stream one segment, retrying from its last written byte on network trouble."""
+    def _fetch_first(self, segment: Segment, answered: threading.Event) -> None:
+        try:
+            self._fetch(segment, answered)
+        finally:
+            answered.set()  # also when it failed: the caller then finds out why
+
+    def _fetch(self, segment: Segment, answered: threading.Event | None = None) -> None:
+        """Stream one segment, retrying from its last written byte on network trouble. With
+        ``answered``, this is the first range: it records where redirects led, checks that the
+        server honours ranges, and then sets ``answered``."""
         buffer = memoryview(bytearray(READ_CHUNK))
         for attempt in range(RETRIES):
             if segment.done or self.failed:
@@ -160,10 +171,12 @@ class _Job:
             offset = segment.start + segment.written
             try:
                 with self.repo.open_range(self.url, offset, segment.end - 1) as response:
-                    if follow_redirect:
+                    if answered:
                         self.url = str(response.url)  # later ranges go straight to storage
                     if response.status_code == 200 and (offset > 0 or segment.end < self.desc.size):
                         raise _RangesUnsupported
+                    if answered:
+                        answered.set()
                     for piece in body_pieces(response, buffer):
                         self._write(segment, piece)
                 if segment.done:

@@ -41,6 +41,8 @@ class Quirks:
     stall_blobs: int = 0
     """How many blob GETs send half their body, then nothing more (the header promised all)."""
     storage_headers: list[dict[str, str]] = field(default_factory=list)
+    storage_spans: list[tuple[str, float, float]] = field(default_factory=list)
+    """(Range header, start, end) of every blob download the storage host served."""
     failed: list[int] = field(default_factory=list)
 
 
@@ -100,9 +102,16 @@ def _apps(upstream: str, quirks: Quirks, storage_url: str) -> tuple[Starlette, S
         quirks.storage_headers.append(dict(request.headers))
         headers = {k: v for k, v in request.headers.items() if k.lower() == "range"}
         upstream_request = client.build_request("GET", request.url.path, headers=headers)
+        started = time.monotonic()
         answer = await client.send(upstream_request, stream=True)
+
+        async def body() -> AsyncIterator[bytes]:
+            async for chunk in answer.aiter_raw():
+                yield chunk
+            quirks.storage_spans.append((headers.get("range", ""), started, time.monotonic()))
+
         out = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP}
-        return StreamingResponse(answer.aiter_raw(), answer.status_code, out, background=None)
+        return StreamingResponse(body(), answer.status_code, out, background=None)
 
     methods = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
     front = Starlette(routes=[Route("/{path:path}", registry, methods=methods)])
@@ -149,6 +158,7 @@ def standin(upstream: str, quirks: Quirks) -> Iterator[str]:
                 child.wait(timeout=15)
         done = json.loads(record.read_text())
         quirks.storage_headers[:] = done["storage_headers"]
+        quirks.storage_spans[:] = [tuple(span) for span in done["storage_spans"]]
         quirks.failed[:] = done["failed"]
         quirks.failures[:] = done["failures"]
         quirks.stall_blobs = done["stall_blobs"]
@@ -174,6 +184,7 @@ def _serve(upstream: str, front_port: int, back_port: int, record: Path, options
             json.dumps(
                 {
                     "storage_headers": quirks.storage_headers,
+                    "storage_spans": quirks.storage_spans,
                     "failed": quirks.failed,
                     "failures": quirks.failures,
                     "stall_blobs": quirks.stall_blobs,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cli_runner import MdlRunner
 from client_registries import Registry
+from ggufs import write_padded_llama
 from standin import Quirks, standin
 
 
@@ -26,6 +27,24 @@ def test_blob_redirects_are_followed_without_leaking_credentials(
     assert len(quirks.storage_headers) >= 3
     assert all("authorization" not in headers for headers in quirks.storage_headers)
     assert all(headers.get("range", "").startswith("bytes=") for headers in quirks.storage_headers)
+
+
+def test_a_large_blob_comes_in_parallel_ranges(
+    mdl: MdlRunner, distribution: Registry, tmp_path: Path
+) -> None:
+    write_padded_llama(tmp_path / "big.gguf", 80)
+    (tmp_path / "Modelfile").write_text("FROM ./big.gguf\n")
+    built = mdl("build", "-q", "-t", "ranged", cwd=tmp_path).out.strip()
+    mdl("push", "ranged", f"{distribution.host}/quirks/ranged:1")
+    quirks = Quirks(redirect_blobs=True)
+    with standin(distribution.host, quirks) as host:
+        env = {"MDL_HOME": str(tmp_path / "other"), "MDL_PULL_CONNECTIONS": "2"}
+        assert mdl("pull", f"{host}/quirks/ranged:1", "-q", env=env).out.strip() == built
+    size = (tmp_path / "big.gguf").stat().st_size
+    ranges = {span[0]: span[1:] for span in quirks.storage_spans}
+    half = size // 2
+    first, second = ranges[f"bytes=0-{half - 1}"], ranges[f"bytes={half}-{size - 1}"]
+    assert second[0] < first[1] and first[0] < second[1], "the two ranges did not overlap"
 
 
 def test_429_and_503_are_retried(

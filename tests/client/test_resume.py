@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from cli_runner import MdlRunner
 from client_registries import Registry
-from ggufs import write_tiny_llama
+from ggufs import write_padded_llama
 
 BIG_MIB = 256
 
@@ -23,11 +23,7 @@ BIG_MIB = 256
 @pytest.fixture(scope="module")
 def big_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("big") / "big.gguf"
-    write_tiny_llama(path)
-    block = os.urandom(1024 * 1024)
-    with open(path, "ab") as padding:  # bytes after the tensor data are allowed in GGUF
-        for _ in range(BIG_MIB):
-            padding.write(block)
+    write_padded_llama(path, BIG_MIB)
     return path
 
 
@@ -46,20 +42,26 @@ def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def _kill_when(process: subprocess.Popen[bytes], ready: Callable[[], bool]) -> None:
+def _wait_until(process: subprocess.Popen[bytes], ready: Callable[[], bool]) -> None:
+    """Poll ``ready`` while ``process`` runs; fail if it ends first or a minute passes."""
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        if ready():
-            process.send_signal(signal.SIGKILL)
-            break
+    while not ready():
+        assert process.poll() is None, "the transfer finished before the moment came"
+        assert time.monotonic() < deadline, "the moment never came"
         time.sleep(0.002)
+
+
+def _kill_when(process: subprocess.Popen[bytes], ready: Callable[[], bool]) -> None:
+    _wait_until(process, ready)
+    process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the transfer finished before it was killed"
 
 
 def _partial_bytes(home: Path) -> int:
     ingest = home / "store" / "ingest"
-    return sum(p.stat().st_size for p in ingest.glob("*.partial")) if ingest.exists() else 0
+    # allocated, not apparent, size: ranges are written in parallel, so the file is sparse
+    return sum(p.stat().st_blocks * 512 for p in ingest.glob("*.partial")) if ingest.exists() else 0
 
 
 def test_killed_pull_resumes_where_it_stopped(
@@ -129,10 +131,7 @@ def test_push_survives_a_registry_restart(
     env = {"MDL_CHUNK_SIZE": str(16 * 1024 * 1024), "MDL_HOME": str(mdl_home)}
     uploads = mdl_home / "uploads"
     pushing = _start(["push", "big", ref], env)
-    deadline = time.monotonic() + 60
-    while not (uploads.exists() and any(uploads.glob("*.json"))):
-        assert time.monotonic() < deadline and pushing.poll() is None
-        time.sleep(0.002)
+    _wait_until(pushing, lambda: uploads.exists() and any(uploads.glob("*.json")))
     distribution.restart()
     assert pushing.wait(timeout=120) == 0
     assert mdl("pull", ref, "-q", env={"MDL_HOME": str(mdl_home / "check")}).out.strip() == (
