@@ -10,7 +10,6 @@ the time unless ``created`` is given.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from mdl.spec.modelfile import Modelfile
 from mdl.spec.modelpack import (
     ANNOTATION_TEMPLATE_FORMAT,
     ModelConfig,
+    adapter_filepath,
     config_from_gguf,
     model_manifest,
 )
@@ -146,11 +146,11 @@ class _Writer:
     def stage_gguf(self, source: GGUFSource, filepath: str | None) -> Descriptor:
         """Stage a GGUF file; ``filepath`` None names it after its digest (an adapter), so the
         same content gets the same name however its file was called."""
-        size = source.path.stat().st_size
-        digest = source.digest or filecache.lookup(self.store.root.parent, source.path)
+        stat = source.path.stat()  # before reading: what the file cache will remember
+        size = stat.st_size
+        digest = source.digest or filecache.lookup(self.store.root.parent, source.path, stat)
         if digest and self.store.has_blob(digest):
             return _weight(digest, size, filepath)
-        stat = os.stat(source.path)
         ingest = self.stack.enter_context(self.store.ingest())
         report, label = self.progress, filepath or "adapter"
         with open(source.path, "rb") as file:
@@ -178,7 +178,7 @@ class _Writer:
 
 
 def _weight(digest: Digest, size: int, filepath: str | None) -> Descriptor:
-    name = filepath or f"{mt.ADAPTER_DIR}{digest.hex[:12]}.gguf"
+    name = filepath or adapter_filepath(digest)
     return Descriptor(mt.MODEL_WEIGHT, digest, size, {mt.ANNOTATION_FILEPATH: name})
 
 

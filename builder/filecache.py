@@ -20,11 +20,12 @@ def _fingerprint(stat: os.stat_result) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev]
 
 
-def lookup(mdl_home: Path, source: Path) -> Digest | None:
+def lookup(mdl_home: Path, source: Path, stat: os.stat_result) -> Digest | None:
+    """The digest remembered for the file, if it is still as ``stat`` finds it."""
     entry = layout.file_cache(mdl_home, source)
     try:
         record = json.loads(entry.read_bytes())
-        if record["fingerprint"] == _fingerprint(source.stat()):
+        if record["fingerprint"] == _fingerprint(stat):
             return Digest.parse(record["digest"])
     except (OSError, ValueError, KeyError, TypeError, InvalidReference):
         return None

@@ -31,7 +31,13 @@ from typing import Any
 from mdl.spec import mediatypes as mt
 from mdl.spec.descriptor import Descriptor
 from mdl.spec.manifest import Manifest, canonical_json
-from mdl.spec.modelpack import ANNOTATION_TEMPLATE_FORMAT, ModelConfig, license_filepath
+from mdl.spec.modelpack import (
+    ANNOTATION_TEMPLATE_FORMAT,
+    ModelConfig,
+    adapter_filepath,
+    is_license_filepath,
+    license_filepath,
+)
 from mdl.spec.modelpack import template_format as mdl_template_format
 
 OLLAMA = "application/vnd.ollama.image."
@@ -54,6 +60,7 @@ _OLLAMA_FILES = {
     "params": mt.PARAMS_FILE,
     "messages": mt.MESSAGES_FILE,
 }
+_OLLAMA_PARTS = {file: part for part, file in _OLLAMA_FILES.items()}
 _DOCKER_FILES = {DOCKER_GGUF: mt.WEIGHTS_FILE, DOCKER_MMPROJ: mt.PROJECTOR_FILE}
 
 
@@ -76,13 +83,13 @@ def model_layers(manifest: Manifest, template_text: str | None = None) -> list[D
     kind = format_of(manifest)
     named: list[Descriptor] = []
     licenses = 0
+    template_format = mdl_template_format(template_text or "")
     for layer in manifest.layers:
         path = layer.annotations.get(mt.ANNOTATION_FILEPATH)
-        template_format = mdl_template_format(template_text or "")
         if kind == "ollama":
             part = layer.media_type.removeprefix(OLLAMA).split(";")[0]
             if part == "adapter":
-                path = f"{mt.ADAPTER_DIR}{layer.digest.hex[:12]}.gguf"
+                path = adapter_filepath(layer.digest)
             elif part == "license":
                 path, licenses = license_filepath(licenses), licenses + 1
             else:
@@ -171,7 +178,7 @@ def _rank(path: str) -> int:
     for rank, prefix in enumerate(_ORDER):
         if path == prefix or (prefix.endswith("/") and path.startswith(prefix)):
             return rank
-        if prefix == mt.LICENSE_FILE and path.startswith(mt.LICENSE_FILE + "."):
+        if prefix == mt.LICENSE_FILE and is_license_filepath(path):
             return rank
     return len(_ORDER)
 
@@ -187,9 +194,9 @@ def _mdl_media_type(path: str) -> str:
 def _ollama_part(path: str) -> str | None:
     if path.startswith(mt.ADAPTER_DIR):
         return "adapter"
-    if path == mt.LICENSE_FILE or path.startswith(mt.LICENSE_FILE + "."):
+    if is_license_filepath(path):
         return "license"
-    return {file: part for part, file in _OLLAMA_FILES.items()}.get(path)
+    return _OLLAMA_PARTS.get(path)
 
 
 def _docker_media_type(path: str, template_format: str | None) -> str:
@@ -197,7 +204,7 @@ def _docker_media_type(path: str, template_format: str | None) -> str:
         return DOCKER_GGUF
     if path == mt.PROJECTOR_FILE:
         return DOCKER_MMPROJ
-    if path == mt.LICENSE_FILE or path.startswith(mt.LICENSE_FILE + "."):
+    if is_license_filepath(path):
         return DOCKER_LICENSE
     if path == mt.TEMPLATE_FILE and template_format == "jinja":
         return DOCKER_TEMPLATE

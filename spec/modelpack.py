@@ -13,6 +13,7 @@ from typing import Any
 
 from mdl.spec import mediatypes as mt
 from mdl.spec.descriptor import Descriptor
+from mdl.spec.digest import Digest
 from mdl.spec.gguf import GGUFInfo
 from mdl.spec.manifest import Manifest
 
@@ -120,16 +121,21 @@ class ModelFiles:
 
     @property
     def licenses(self) -> list[Descriptor]:
-        return [
-            d
-            for p, d in self.files.items()
-            if p == mt.LICENSE_FILE or p.startswith(mt.LICENSE_FILE + ".")
-        ]
+        return [d for p, d in self.files.items() if is_license_filepath(p)]
 
 
 def license_filepath(index: int) -> str:
     """``LICENSE``, ``LICENSE.2``, ``LICENSE.3``, … for the 0-based ``index``."""
     return mt.LICENSE_FILE if index == 0 else f"{mt.LICENSE_FILE}.{index + 1}"
+
+
+def is_license_filepath(path: str) -> bool:
+    return path == mt.LICENSE_FILE or path.startswith(mt.LICENSE_FILE + ".")
+
+
+def adapter_filepath(digest: Digest) -> str:
+    """Where an adapter that has no file path of its own is stored: named by its digest."""
+    return f"{mt.ADAPTER_DIR}{digest.short}.gguf"
 
 
 _FLOAT_TYPES = {"F32": "fp32", "F16": "fp16", "BF16": "bf16", "F64": "fp64"}

@@ -25,10 +25,10 @@ from mdl.spec.digest import Digest
 from mdl.spec.errors import InvalidReference, MdlError
 from mdl.spec.manifest import Index
 from mdl.spec.reference import Reference
+from mdl.store import layout
 from mdl.store.store import Store
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 
 
 class ArchiveError(MdlError):
@@ -46,10 +46,10 @@ def save(store: Store, refs: Sequence[Reference], path: Path) -> list[Descriptor
         _writer(partial, compress=path.name.endswith(".zst")) as out,
         tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar,
     ):
-        _add_bytes(tar, "oci-layout", _LAYOUT)
+        _add_bytes(tar, "oci-layout", layout.OCI_LAYOUT)
         for digest in blobs:
             blob_path = store.blob_path(digest)
-            info = _info(f"blobs/{digest.algorithm}/{digest.hex}", blob_path.stat().st_size)
+            info = _info(layout.blob_name(digest), blob_path.stat().st_size)
             with open(blob_path, "rb") as blob:
                 tar.addfile(info, blob)
         _add_bytes(tar, "index.json", manifests.encode(Index(tuple(entries))))

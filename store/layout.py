@@ -25,6 +25,7 @@ from pathlib import Path
 from mdl.spec.digest import Digest
 
 STORE_VERSION = 1
+OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 
 
 def home() -> Path:
@@ -52,8 +53,13 @@ def blobs_dir(root: Path) -> Path:
     return root / "blobs"
 
 
+def blob_name(digest: Digest) -> str:
+    """A blob's path inside an OCI layout (and inside a layout's tar)."""
+    return f"blobs/{digest.algorithm}/{digest.hex}"
+
+
 def blob(root: Path, digest: Digest) -> Path:
-    return root / "blobs" / digest.algorithm / digest.hex
+    return root / blob_name(digest)
 
 
 def ingest_dir(root: Path) -> Path:
@@ -61,7 +67,7 @@ def ingest_dir(root: Path) -> Path:
 
 
 def ingest_file(root: Path, name: str) -> Path:
-    return root / "ingest" / name
+    return ingest_dir(root) / name
 
 
 def store_lock(root: Path) -> Path:

@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -72,7 +73,7 @@ class Store:
             return
         with file_lock(layout.index_lock(self.root), exclusive=True):
             if not layout.oci_layout_file(self.root).exists():
-                atomic_write(layout.oci_layout_file(self.root), b'{"imageLayoutVersion":"1.0.0"}')
+                atomic_write(layout.oci_layout_file(self.root), layout.OCI_LAYOUT)
             if not layout.index_file(self.root).exists():
                 self._write_index([])
             atomic_write(version_path, json.dumps({"version": layout.STORE_VERSION}).encode())
@@ -87,6 +88,10 @@ class Store:
 
     def blob_path(self, digest: Digest) -> Path:
         return layout.blob(self.root, digest)
+
+    def modified_at(self, digest: Digest) -> datetime:
+        """When the blob was stored: a model's "modified" time is its manifest's."""
+        return datetime.fromtimestamp(self.blob_path(digest).stat().st_mtime, UTC)
 
     def has_blob(self, digest: Digest) -> bool:
         return self.blob_path(digest).is_file()
