@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import typer
 
 from mdl.cli import console
 from mdl.spec.reference import Reference
-from mdl.store.models import load_model
+from mdl.store.models import load_manifest, load_model
 from mdl.store.store import Store
 
 JSON = typer.Option(False, "--json", help="Print one JSON document instead of text.")
@@ -41,7 +40,7 @@ def list_models(as_json: bool = JSON) -> None:
     for tagged in store.tags():
         desc = tagged.descriptor
         size = sum(store.blob_size(d) for d in store.closure(desc))
-        modified = datetime.fromtimestamp(store.blob_path(desc.digest).stat().st_mtime, UTC)
+        modified = store.modified_at(desc.digest)
         rows.append(
             {
                 "name": tagged.reference,
@@ -156,7 +155,7 @@ def inspect(ref: str = typer.Argument(..., help="The model reference.")) -> None
     doc["manifest"] = document
     config = document.get("config")
     if isinstance(config, dict) and "digest" in config:
-        model = load_model(store, Reference.parse(ref))
+        model = load_manifest(store, desc)
         doc["config"] = json.loads(store.read_blob(model.manifest.config))
     console.emit_json(doc)
 

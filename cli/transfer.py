@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -85,13 +86,7 @@ def _report(report: CopyReport, as_json: bool, quiet: bool, done: str) -> None:
         console.line(report.digest)
         return
     console.result(
-        {
-            "digest": report.digest,
-            "bytes_transferred": report.bytes_transferred,
-            "bytes_skipped": report.bytes_skipped,
-            "blobs_transferred": report.blobs_transferred,
-            "blobs_skipped": report.blobs_skipped,
-        },
+        asdict(report),
         as_json,
         lambda: console.lines(
             [

@@ -82,7 +82,6 @@ class Connection:
         *,
         ok: tuple[int, ...] = (200,),
         what: str = "",
-        retry: bool = True,
         **kwargs: Any,
     ) -> httpx.Response:
         """Send with retries on 5xx, 429 (honouring Retry-After) and dropped connections; an
@@ -91,7 +90,7 @@ class Connection:
         def send() -> httpx.Response:
             return self.client.request(method, self.url(path), **kwargs)
 
-        response = with_retries(send, what or f"{method} {path}", retry=retry)
+        response = with_retries(send, what or f"{method} {path}")
         if response.status_code not in ok:
             raise error_for(response, what or f"{method} {path}")
         return response
@@ -118,11 +117,9 @@ def _probe_scheme(host: str) -> str:
     return "https"
 
 
-def with_retries(
-    send: Callable[[], httpx.Response], what: str, *, retry: bool = True
-) -> httpx.Response:
-    for attempt in range(RETRIES if retry else 1):
-        last = attempt == (RETRIES if retry else 1) - 1
+def with_retries(send: Callable[[], httpx.Response], what: str) -> httpx.Response:
+    for attempt in range(RETRIES):
+        last = attempt == RETRIES - 1
         try:
             response = send()
         except httpx.TransportError as exc:

@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
-from mdl.client.endpoints import Received
 from mdl.spec import manifest as manifests
 from mdl.spec import mediatypes as mt
 from mdl.spec.descriptor import Descriptor
@@ -22,6 +21,14 @@ BLOB_WORKERS = 3
 
 Progress = Callable[[str, int, int], None]
 """(label, bytes just moved, total bytes of that blob)"""
+
+
+@dataclass(frozen=True)
+class Received:
+    """What receiving one blob took: bytes moved, and bytes the destination already had."""
+
+    transferred: int
+    reused: int
 
 
 class End(Protocol):

@@ -22,6 +22,7 @@ import httpx
 
 from mdl.client.body import body_pieces
 from mdl.client.connection import RETRIES, backoff
+from mdl.client.copy import Received
 from mdl.client.remote import RemoteRepository
 from mdl.spec.descriptor import Descriptor
 from mdl.spec.digest import Digest
@@ -55,12 +56,6 @@ class Segment:
         return self.start + self.written >= self.end
 
 
-@dataclass(frozen=True)
-class Downloaded:
-    transferred: int
-    reused: int
-
-
 class _RangesUnsupported(Exception):
     """The server answered a ranged GET with the whole blob."""
 
@@ -71,14 +66,13 @@ def download(
     store: Store,
     *,
     progress: Progress | None = None,
-    connections: int | None = None,
-) -> Downloaded:
+) -> Received:
     partial = layout.ingest_file(store.root, f"{desc.digest.algorithm}-{desc.digest.hex}.partial")
     partial.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(partial.with_name(partial.name + ".lock"), exclusive=True):
         if store.exists(desc):
-            return Downloaded(0, 0)
-        streams = connections or int(os.environ.get("MDL_PULL_CONNECTIONS") or DEFAULT_CONNECTIONS)
+            return Received(0, 0)
+        streams = int(os.environ.get("MDL_PULL_CONNECTIONS") or DEFAULT_CONNECTIONS)
         job = _Job(repo, desc, partial, progress or (lambda n: None), max(1, streams))
         try:
             return job.run(store)
@@ -107,7 +101,7 @@ class _Job:
     def close(self) -> None:
         os.close(self.fd)
 
-    def run(self, store: Store) -> Downloaded:
+    def run(self, store: Store) -> Received:
         reused = sum(s.written for s in self.segments)
         hasher = _PrefixHasher(self)
         hashing = threading.Thread(target=hasher.run, daemon=True)
@@ -134,7 +128,7 @@ class _Job:
             raise write_error(exc, self.partial) from exc
         publish(store.root, self.partial, digest)
         self.state_path.unlink(missing_ok=True)
-        return Downloaded(self.desc.size - reused, reused)
+        return Received(self.desc.size - reused, reused)
 
     def _fetch_all(self) -> None:
         todo = [s for s in self.segments if not s.done]

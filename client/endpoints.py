@@ -8,9 +8,9 @@ cross-repository mount) into a registry.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
+from mdl.client.copy import Received
 from mdl.client.download import download
 from mdl.client.remote import RemoteRepository
 from mdl.client.upload import upload
@@ -22,12 +22,6 @@ from mdl.store.fsio import atomic_write
 from mdl.store.store import Store
 
 Progress = Callable[[int], None]
-
-
-@dataclass(frozen=True)
-class Received:
-    transferred: int
-    reused: int
 
 
 class LocalEnd:
@@ -48,9 +42,9 @@ class LocalEnd:
     def receive(self, desc: Descriptor, source: object, progress: Progress) -> Received:
         if not isinstance(source, RemoteEnd):
             raise MdlError(f"cannot copy {desc.digest} into the store from {source!r}")
-        done = download(source.repo, desc, self.store, progress=progress)
+        received = download(source.repo, desc, self.store, progress=progress)
         remember_source(source.repo, desc.digest)
-        return Received(done.transferred, done.reused)
+        return received
 
 
 class RemoteEnd:

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import httpx
 
-from mdl.client.connection import Connection, error_for, with_retries
+from mdl.client.connection import Connection, error_for
 from mdl.spec import mediatypes as mt
 from mdl.spec.descriptor import Descriptor
 from mdl.spec.digest import Digest
@@ -78,26 +78,19 @@ class RemoteRepository:
     # -- blobs -----------------------------------------------------------------------------
 
     def has_blob(self, desc: Descriptor) -> bool:
-        response = with_retries(
-            lambda: self.connection.client.head(
-                self.connection.url(self._path("blobs", str(desc.digest)))
-            ),
-            f"HEAD {self}@{desc.digest}",
+        response = self.connection.request(
+            "HEAD", self.blob_url(desc), ok=(200, 404), what=f"{self}@{desc.digest}"
         )
-        if response.status_code == 404:
-            return False
-        if response.status_code != 200:
-            raise error_for(response, f"{self}@{desc.digest}")
-        return True
+        return response.status_code == 200
 
     def blob_url(self, desc: Descriptor) -> str:
         return self.connection.url(self._path("blobs", str(desc.digest)))
 
     @contextmanager
-    def open_range(self, url: str, start: int, end: int | None) -> Iterator[httpx.Response]:
+    def open_range(self, url: str, start: int, end: int) -> Iterator[httpx.Response]:
         """Stream bytes ``start``..``end`` (inclusive) of a blob; redirects are followed, and
         httpx drops the Authorization header when one leaves the registry's host."""
-        headers = {"Range": f"bytes={start}-{'' if end is None else end}"}
+        headers = {"Range": f"bytes={start}-{end}"}
         with self.connection.client.stream("GET", url, headers=headers) as response:
             if response.status_code not in (200, 206):
                 response.read()

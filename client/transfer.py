@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import httpx
-
-from mdl.client.connection import Connection, error_for, with_retries
+from mdl.client.connection import Connection
 from mdl.client.copy import CopyReport, Progress, copy
 from mdl.client.credentials import Credentials
 from mdl.client.endpoints import LocalEnd, RemoteEnd
@@ -62,17 +60,10 @@ def push(
 def check_login(host: str, credentials: Credentials, *, insecure: bool = False) -> None:
     """Prove the credentials against ``/v2/`` before they are stored."""
     with Connection(host, insecure=insecure, lookup=lambda _: credentials) as connection:
-
-        def ping() -> httpx.Response:
-            return connection.client.get(connection.url("/v2/"))
-
-        response = with_retries(ping, f"login to {connection.host}")
-        if response.status_code == 200:
-            return
-        error = error_for(response, f"login to {connection.host}")
-        if isinstance(error, Unauthorized):
+        try:
+            connection.request("GET", "/v2/", what=f"login to {connection.host}")
+        except Unauthorized as refused:
             raise Unauthorized(
                 f"login to {connection.host} as {credentials.username}: credentials refused",
-                status=response.status_code,
-            )
-        raise error
+                status=refused.status,
+            ) from refused

@@ -1,7 +1,7 @@
 """Upload one blob to a registry: skip, mount, monolithic or chunked, resumable.
 
 A blob up to ``MONOLITHIC_BYTES`` goes in one PUT. A larger one goes in PATCH chunks, and the
-upload's location and offset are kept under ``$MDL_HOME/uploads/`` after every chunk, so a push
+upload's location is kept under ``$MDL_HOME/uploads/`` after every chunk, so a push
 that was interrupted asks the registry where the upload stands (GET → ``Range``) and continues.
 """
 
@@ -94,15 +94,15 @@ def _put_chunked(
     if location is None:
         location = repo.start_upload()
     report(offset)
-    sent = 0
+    sent, chunk = 0, chunk_bytes()
     for attempt in range(RETRIES):
         try:
             while offset < desc.size:
-                end = min(offset + chunk_bytes(), desc.size)
+                end = min(offset + chunk, desc.size)
                 location = _patch(repo, location, path, offset, end, report)
                 sent += end - offset
                 offset = end
-                saved.save(location, offset)
+                saved.save(location)
             _finish(repo, desc, location)
             saved.clear()
             return sent
@@ -153,10 +153,10 @@ def _status(repo: RemoteRepository, location: str, desc: Descriptor) -> tuple[st
         return location, 0  # the next attempt's request reports whether it is really down
     if response.status_code != 204:
         return repo.start_upload(), 0
-    last = response.headers.get("Range", "0-0").rpartition("-")[2]
-    offset = int(last) + 1 if last.isdigit() else 0
-    where = str(response.url.join(response.headers.get("Location", location)))
-    return where, 0 if response.headers.get("Range") in (None, "0-0") else offset
+    received = response.headers.get("Range")  # "0-<last byte>", or "0-0" for nothing yet
+    last = (received or "").rpartition("-")[2]
+    offset = int(last) + 1 if received != "0-0" and last.isdigit() else 0
+    return str(response.url.join(response.headers.get("Location", location))), offset
 
 
 def _with_digest(location: str, desc: Descriptor) -> str:
@@ -177,7 +177,7 @@ def _read(path: Path, start: int, end: int, report: Progress) -> Iterator[bytes]
 
 
 class _UploadRecord:
-    """The location and offset of an unfinished chunked upload, kept between runs."""
+    """The location of an unfinished chunked upload, kept between runs."""
 
     def __init__(self, repo: RemoteRepository, desc: Descriptor) -> None:
         key = hashlib.sha256(f"{repo}@{desc.digest}".encode()).hexdigest()
@@ -192,9 +192,10 @@ class _UploadRecord:
             return None, 0
         return _status(self.repo, location, self.desc)
 
-    def save(self, location: str, offset: int) -> None:
+    def save(self, location: str) -> None:
+        """Only the location: where the upload stands is asked of the registry on resume."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, json.dumps({"location": location, "offset": offset}).encode())
+        atomic_write(self.path, json.dumps({"location": location}).encode())
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
