@@ -107,7 +107,7 @@ def create_app(
             Exception: _unexpected,
         },
     )
-    app.state.registry = Registry(repos, Uploads(driver, repos), open_access=auth is None)
+    app.state.registry = Registry(repos, Uploads(repos), open_access=auth is None)
     if auth is not None:
         app.state.auth = auth
     return app

@@ -52,14 +52,15 @@ def collect(
 ) -> Report:
     """One mark-and-sweep over ``driver``; nothing is removed when ``dry_run``."""
     repos = Repositories(driver)
-    uploads = Uploads(driver, repos)
+    uploads = Uploads(repos)
     report = Report(dry_run)
     now = time.time()
     with repos.gc_lock(exclusive=True):
-        marked = _mark(repos)
+        names = list(repos.names())
+        marked = _mark(repos, names)
         fresh: set[Digest] = set()
         stale_links: dict[Digest, list[str]] = {}
-        for name in repos.names():
+        for name in names:
             for digest in repos.layer_links(name):
                 key = paths.layer_link(name, digest)
                 if digest in marked:
@@ -91,9 +92,9 @@ def collect(
     return report
 
 
-def _mark(repos: Repositories) -> set[Digest]:
+def _mark(repos: Repositories, names: list[str]) -> set[Digest]:
     marked: set[Digest] = set()
-    for name in repos.names():
+    for name in names:
         for digest in repos.revisions(name):
             marked.add(digest)
             try:

@@ -182,13 +182,13 @@ class Repositories:
                 yield from self._names(f"{key}/{child}", f"{name}/{child}" if name else child)
 
     def revisions(self, name: str) -> Iterator[Digest]:
-        prefix = paths.revisions(name)
-        for algorithm in self.driver.list(prefix):
-            for hex_ in self.driver.list(f"{prefix}/{algorithm}"):
-                yield Digest(algorithm, hex_)
+        return self._linked(paths.revisions(name))
 
     def layer_links(self, name: str) -> Iterator[Digest]:
-        prefix = paths.layers(name)
+        return self._linked(paths.layers(name))
+
+    def _linked(self, prefix: str) -> Iterator[Digest]:
+        """The digests linked under ``prefix``/<algorithm>/<hex>."""
         for algorithm in self.driver.list(prefix):
             for hex_ in self.driver.list(f"{prefix}/{algorithm}"):
                 yield Digest(algorithm, hex_)

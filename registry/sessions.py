@@ -22,7 +22,7 @@ from typing import Any
 from mdl.registry import paths
 from mdl.registry.errors import ErrorCode, OCIError
 from mdl.registry.repos import Repositories
-from mdl.registry.storage.driver import Appender, PathNotFound, StorageDriver
+from mdl.registry.storage.driver import Appender, PathNotFound
 from mdl.spec.digest import HEX_LENGTHS, Digest
 
 READ_CHUNK = 4 * 1024 * 1024
@@ -67,8 +67,8 @@ class Sink:
 class Uploads:
     """The upload sessions of every repository in one storage."""
 
-    def __init__(self, driver: StorageDriver, repos: Repositories) -> None:
-        self.driver = driver
+    def __init__(self, repos: Repositories) -> None:
+        self.driver = repos.driver
         self.repos = repos
         self._hashing: dict[tuple[str, str], _Hashing] = {}
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (

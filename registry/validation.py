@@ -18,7 +18,7 @@ from mdl.registry.errors import ErrorCode, OCIError
 from mdl.spec import mediatypes as mt
 from mdl.spec.descriptor import Descriptor
 from mdl.spec.digest import Digest
-from mdl.spec.manifest import MAX_MANIFEST_BYTES, Index, InvalidManifest, Manifest, parse
+from mdl.spec.manifest import Index, InvalidManifest, Manifest, parse
 
 FOREIGN_LAYER_TYPES = frozenset(
     {
@@ -44,9 +44,8 @@ class Checked:
 
 
 def check(data: bytes, content_type: str | None, digest: Digest) -> Checked:
-    """Validate a manifest or index as pushed; MANIFEST_INVALID (or _TOO_LARGE) otherwise."""
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise OCIError(ErrorCode.MANIFEST_TOO_LARGE, {"size": len(data)})
+    """Validate a manifest or index as pushed (its size was checked as it was read);
+    MANIFEST_INVALID otherwise."""
     declared = content_type if content_type in KNOWN_TYPES else None
     try:
         document = parse(data, declared)
