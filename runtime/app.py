@@ -22,7 +22,7 @@ from mdl.runtime.config import origin_regex
 from mdl.runtime.errors import RuntimeFailure
 from mdl.runtime.manage import Library
 from mdl.runtime.ollama_api import OllamaAPI
-from mdl.runtime.openai_api import OpenAIAPI
+from mdl.runtime.openai_api import OpenAIAPI, error_body
 from mdl.runtime.service import Service
 from mdl.runtime.streaming import ClientGone
 from mdl.spec.errors import InvalidReference, MdlError, ModelfileError, NotFound
@@ -71,8 +71,7 @@ def status_of(exc: MdlError) -> int:
 
 def error_response(request: Request, status: int, message: str) -> Response:
     if request.url.path.startswith("/v1/"):
-        kind = _OPENAI_TYPES.get(status, "api_error")
-        body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+        body = error_body(message, _OPENAI_TYPES.get(status, "api_error"))
         return JSONResponse(body, status_code=status)
     return JSONResponse({"error": message}, status_code=status)
 

@@ -18,7 +18,7 @@ import asyncio
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -75,13 +75,12 @@ class Library:
                 model = load_model(self.store, Reference.parse(tagged.reference))
             except MdlError:
                 continue
-            mtime = self.store.blob_path(model.descriptor.digest).stat().st_mtime
             listed.append(
                 Listed(
                     tagged.reference,
                     model.descriptor.digest,
                     model.size,
-                    datetime.fromtimestamp(mtime, UTC),
+                    self.store.modified_at(model.descriptor.digest),
                     model.config,
                 )
             )

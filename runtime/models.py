@@ -13,7 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +164,6 @@ def _read(stored: StoredModel, name: str) -> ResolvedModel:
         raise LoadFailed(str(exc)) from exc
     except (MdlError, OSError, KeyError, TypeError) as exc:
         raise LoadFailed(f"{name}: cannot read the model: {exc}") from exc
-    mtime = stored.store.blob_path(stored.descriptor.digest).stat().st_mtime
     return ResolvedModel(
         name=name,
         digest=stored.descriptor.digest,
@@ -177,7 +176,7 @@ def _read(stored: StoredModel, name: str) -> ResolvedModel:
         params=params,
         messages=messages,
         gguf=info,
-        modified_at=datetime.fromtimestamp(mtime, UTC),
+        modified_at=stored.store.modified_at(stored.descriptor.digest),
     )
 
 

@@ -152,7 +152,7 @@ class _Reply:
 
     def chunks(self, event: Event) -> list[dict[str, Any]]:
         if isinstance(event, Failed):
-            return [_error(event.message)]
+            return [error_body(event.message)]
         if isinstance(event, Token):
             return [{**self.head(True), "choices": [self._delta(text=event.text)]}]
         out = []
@@ -307,8 +307,9 @@ def _encode(vector: list[float], encoding: str) -> list[float] | str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
-def _error(message: str) -> dict[str, Any]:
-    return {"error": {"message": message, "type": "api_error", "param": None, "code": None}}
+def error_body(message: str, kind: str = "api_error") -> dict[str, Any]:
+    """OpenAI's error object, for an answer and for an error in the middle of a stream."""
+    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
 
 
 def _data(obj: dict[str, Any]) -> bytes:

@@ -24,11 +24,9 @@ class ClientGone(Exception):
 
 
 class StreamResponse(Response):
-    def __init__(
-        self, chunks: AsyncGenerator[bytes, None], media_type: str, status_code: int = 200
-    ) -> None:
+    def __init__(self, chunks: AsyncGenerator[bytes, None], media_type: str) -> None:
         self.chunks = chunks
-        self.status_code = status_code
+        self.status_code = 200
         self.media_type = media_type
         self.background = None
         self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
