@@ -68,9 +68,7 @@ class BrowserPolicy:
         """The policy of a server bound to ``bind_host`` with ``MDL_ORIGINS``-style extras."""
         extra = tuple(o for o in (o.strip() for o in extra_origins) if o)
         origins = LOCAL_ORIGINS + extra
-        hosts = frozenset(
-            h for h in (origin_host(o) for o in extra) if h and "*" not in h
-        )
+        hosts = frozenset(h for h in (origin_host(o) for o in extra) if h and "*" not in h)
         return cls(
             origins=origins,
             origin_pattern=re.compile(origin_regex(origins)),
@@ -97,8 +95,10 @@ class BrowserPolicy:
         if self.origin_pattern.fullmatch(origin):
             return True
         parts = urlsplit(origin)
-        return bool(host_header) and parts.scheme in ("http", "https") and (
-            parts.netloc.lower() == (host_header or "").lower()
+        return (
+            bool(host_header)
+            and parts.scheme in ("http", "https")
+            and (parts.netloc.lower() == (host_header or "").lower())
         )
 
 
