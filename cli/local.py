@@ -26,9 +26,6 @@ def register(app: typer.Typer) -> None:
     app.command(help="Remove models; blobs no other model uses are freed.")(rm)
     app.command(help="Print a model's raw manifest and config.")(inspect)
     app.command(help="Free unreferenced blobs and leftover temporary files.")(prune)
-    app.command(help="Check every blob against its digest and every model for missing blobs.")(
-        verify
-    )
     app.command(help="Unpack a model's files (model.gguf, template, params.json, ...) into DIR.")(
         export
     )
@@ -179,17 +176,6 @@ def prune(
             f"and {report.ingest_files} temporary files"
         ),
     )
-
-
-def verify(as_json: bool = JSON) -> None:
-    problems = Store.open().verify()
-    console.result(
-        {"problems": problems},
-        as_json,
-        lambda: console.lines(problems or ["the store holds only complete, verified content"]),
-    )
-    if problems:
-        raise typer.Exit(1)
 
 
 def export(

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from mdl.cli import build, local, registry, run, serve, transfer
+from mdl.cli import build, local, registry, run, serve, transfer, trust
 from mdl.cli.console import error
 from mdl.spec.errors import MdlError
 
@@ -47,6 +47,7 @@ local.register(app)
 registry.register(app)
 serve.register(app)
 run.register(app)
+trust.register(app)
 
 
 def main() -> None:

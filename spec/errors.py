@@ -10,6 +10,7 @@ Every failure mdl reports is an ``MdlError``; foreign exceptions are translated 
     ├── RemoteError             a registry answered with an error (OCI error code kept)
     │   └── Unauthorized        credentials missing or refused (401/403)
     ├── TransportError          the network failed: refused, reset, timed out, stalled
+    ├── SignatureError          a signature that does not verify, or a policy that refuses
     └── StoreError              the local store
         ├── NotFound            no blob, manifest or tag by that name
         ├── DigestMismatch      content whose digest is not the one expected
@@ -67,6 +68,10 @@ class Unauthorized(RemoteError):
 
 class TransportError(MdlError):
     pass
+
+
+class SignatureError(MdlError):
+    """A signature, key or statement that does not verify, or content a trust policy refuses."""
 
 
 class StoreError(MdlError):

@@ -20,6 +20,8 @@ MODEL_DOC = "application/vnd.cncf.model.doc.v1.raw"
 ANNOTATION_FILEPATH = "org.cncf.model.filepath"
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 ANNOTATION_CREATED = "org.opencontainers.image.created"
+ANNOTATION_SUBJECT = "dev.mdl.subject"
+"""On a store's index.json entry: the manifest this untagged referrer is attached to."""
 
 # The file each part of a model is stored as, inside the package.
 WEIGHTS_FILE = "model.gguf"

@@ -149,6 +149,30 @@ class Store:
             if mt.ANNOTATION_REF_NAME in entry.annotations
         ]
 
+    # -- referrers -------------------------------------------------------------------------
+
+    def attach(self, referrer: Descriptor, subject: Digest) -> None:
+        """Keep ``referrer`` (a manifest whose ``subject`` is ``subject``: a signature, an SBOM)
+        as an untagged index.json entry: no model name lists it, and it lives as long as its
+        subject does."""
+        entry = referrer.with_annotations(
+            {**referrer.annotations, mt.ANNOTATION_SUBJECT: str(subject)}
+        )
+        with file_lock(layout.index_lock(self.root), exclusive=True):
+            entries = [e for e in self._read_index() if _ref_name(e) or e.digest != entry.digest]
+            entries.append(entry)
+            self._write_index(entries)
+
+    def referrers(self, subject: Digest) -> list[Descriptor]:
+        """The referrers attached to ``subject``, as the referrers API lists them."""
+        return [
+            entry.with_annotations(
+                {k: v for k, v in entry.annotations.items() if k != mt.ANNOTATION_SUBJECT}
+            )
+            for entry in self._read_index()
+            if entry.annotations.get(mt.ANNOTATION_SUBJECT) == str(subject)
+        ]
+
     def resolve(self, ref: Reference) -> Descriptor:
         """The manifest or index a reference names now; a digest wins over a tag."""
         if ref.digest:
@@ -222,8 +246,8 @@ class Store:
         removed = [tagged for ref in refs for tagged in self.untag(ref)]
         with file_lock(layout.store_lock(self.root), exclusive=True):
             candidates: set[Digest] = set()
-            for tagged in removed:
-                candidates |= self.closure(tagged.descriptor)
+            for entry in [tagged.descriptor for tagged in removed] + self._drop_orphans():
+                candidates |= self.closure(entry)
             freed = candidates - self._reachable()
             return removed, PruneReport(*self._delete_blobs(freed), ingest_files=0)
 
@@ -231,6 +255,8 @@ class Store:
         """Free every blob no tag reaches and every leftover temporary file."""
         with file_lock(layout.store_lock(self.root), exclusive=True):
             present = set(self._all_blobs())
+            if not dry_run:
+                self._drop_orphans()
             garbage = present - self._reachable()
             leftovers = list(layout.ingest_dir(self.root).iterdir())
             if dry_run:
@@ -254,10 +280,28 @@ class Store:
         return reached
 
     def _reachable(self) -> set[Digest]:
+        """What tags reach, plus the referrers of anything reached (signatures of signatures)."""
+        entries = self._read_index()
         reached: set[Digest] = set()
-        for entry in self._read_index():
-            reached |= self.closure(entry)
+        for entry in entries:
+            if _subject(entry) is None:
+                reached |= self.closure(entry)
+        pending = [e for e in entries if _subject(e) is not None]
+        while attached := [e for e in pending if _subject(e) in reached]:
+            for entry in attached:
+                reached |= self.closure(entry)
+            pending = [e for e in pending if e not in attached]
         return reached
+
+    def _drop_orphans(self) -> list[Descriptor]:
+        """Forget the referrers whose subject no tag reaches any more; returns them."""
+        reached = self._reachable()
+        with file_lock(layout.index_lock(self.root), exclusive=True):
+            entries = self._read_index()
+            orphans = [e for e in entries if _subject(e) is not None and e.digest not in reached]
+            if orphans:
+                self._write_index([e for e in entries if e not in orphans])
+        return orphans
 
     def _all_blobs(self) -> Iterator[Digest]:
         for algorithm_dir in layout.blobs_dir(self.root).iterdir():
@@ -294,3 +338,8 @@ class Store:
 
 def _ref_name(entry: Descriptor) -> str | None:
     return entry.annotations.get(mt.ANNOTATION_REF_NAME)
+
+
+def _subject(entry: Descriptor) -> Digest | None:
+    subject = entry.annotations.get(mt.ANNOTATION_SUBJECT)
+    return Digest.parse(subject) if subject else None

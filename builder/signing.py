@@ -1,0 +1,227 @@
+"""Sign a stored model and verify its signatures, from the manifest alone (no blob is read).
+
+A signature is a Sigstore bundle kept as an OCI 1.1 referrer of the model's manifest, in
+cosign v3's layout: a manifest with ``artifactType`` and one layer of the bundle media type,
+the empty config, ``subject`` = the signed manifest, and the annotations cosign writes
+(``dev.sigstore.bundle.content``, ``dev.sigstore.bundle.predicateType``).
+
+Two statements can be signed: OpenSSF model-signing's (every file of the model by the name
+``mdl export`` writes, with its SHA-256: the layer digest), which ``model_signing verify key``
+accepts over an exported directory; and cosign's (the manifest digest), for cluster policies
+that verify OCI artifacts. A model-signing signature covers the files, not the config; a
+cosign signature covers the manifest and so everything it names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from mdl.spec import mediatypes as mt
+from mdl.spec import sigstore, statements
+from mdl.spec.descriptor import Descriptor
+from mdl.spec.digest import Digest
+from mdl.spec.errors import SignatureError
+from mdl.spec.manifest import Manifest, encode
+from mdl.store.models import StoredModel
+from mdl.store.store import Store
+
+ANNOTATION_BUNDLE_CONTENT = "dev.sigstore.bundle.content"
+ANNOTATION_PREDICATE_TYPE = "dev.sigstore.bundle.predicateType"
+EMPTY_CONFIG = b"{}"
+_MAX_DEPTH = 8
+
+
+class SignatureFormat(StrEnum):
+    MODEL_SIGNING = "model-signing"
+    COSIGN = "cosign"
+
+
+@dataclass(frozen=True)
+class Verified:
+    """One signature that verified: which referrer, over what, for which files."""
+
+    signature: Digest | None
+    """The referrer manifest's digest; None for a detached signature file."""
+    predicate_type: str
+    files: tuple[str, ...]
+    unsigned: tuple[str, ...] = ()
+    """Files of the model a detached signature does not cover (attached ones cover all)."""
+
+
+def sign(
+    store: Store,
+    model: StoredModel,
+    name: str,
+    key: ec.EllipticCurvePrivateKey,
+    fmt: SignatureFormat = SignatureFormat.MODEL_SIGNING,
+) -> Descriptor:
+    """Sign ``model`` (known as repository ``name``) and attach the signature; its descriptor."""
+    if fmt is SignatureFormat.COSIGN:
+        statement = statements.cosign_statement(name, model.descriptor.digest)
+    else:
+        statement = statements.model_statement(name, _file_digests(model))
+    return attach_bundle(store, model.descriptor, sigstore.sign_bundle(statement, key))
+
+
+def attach_bundle(store: Store, subject: Descriptor, bundle: bytes) -> Descriptor:
+    """Store ``bundle`` as a referrer of ``subject`` in cosign v3's layout; its descriptor."""
+    predicate = _predicate_type(bundle)
+    annotations = {ANNOTATION_BUNDLE_CONTENT: "dsse-envelope", ANNOTATION_PREDICATE_TYPE: predicate}
+    with store.writing():
+        config = store.put_bytes(mt.OCI_EMPTY, EMPTY_CONFIG)
+        layer = store.put_bytes(sigstore.BUNDLE_MEDIA_TYPE, bundle)
+        manifest = Manifest(
+            config=config,
+            layers=(layer,),
+            artifact_type=sigstore.BUNDLE_MEDIA_TYPE,
+            subject=Descriptor(subject.media_type, subject.digest, subject.size),
+            annotations=annotations,
+        )
+        desc = store.put_bytes(mt.OCI_MANIFEST, encode(manifest))
+        referrer = Descriptor(
+            desc.media_type,
+            desc.digest,
+            desc.size,
+            annotations,
+            {"artifactType": sigstore.BUNDLE_MEDIA_TYPE},
+        )
+        store.attach(referrer, subject.digest)
+    return referrer
+
+
+def signatures(store: Store, subject: Digest) -> list[tuple[Descriptor, bytes]]:
+    """The signature referrers of ``subject`` with their bundles, in index order."""
+    return [
+        (referrer, bundle_of(store, referrer))
+        for referrer in store.referrers(subject)
+        if referrer.extra.get("artifactType") == sigstore.BUNDLE_MEDIA_TYPE
+    ]
+
+
+def bundle_of(store: Store, referrer: Descriptor) -> bytes:
+    """The bundle a signature referrer holds."""
+    doc = store.read_manifest(referrer)
+    bundles = [
+        layer
+        for layer in getattr(doc, "layers", ())
+        if layer.media_type == sigstore.BUNDLE_MEDIA_TYPE
+    ]
+    if len(bundles) != 1:
+        raise SignatureError(f"{referrer.digest}: not a signature (want one bundle layer)")
+    return store.read_blob(bundles[0])
+
+
+def referrer_tree(store: Store, subject: Descriptor, depth: int = 0) -> dict[str, Any]:
+    """``subject`` and its referrers, recursively (a signature of an SBOM), as JSON."""
+    node: dict[str, Any] = {
+        "mediaType": subject.media_type,
+        "digest": str(subject.digest),
+        "size": subject.size,
+    }
+    if "artifactType" in subject.extra:
+        node["artifactType"] = subject.extra["artifactType"]
+    if subject.annotations:
+        node["annotations"] = dict(subject.annotations)
+    if depth < _MAX_DEPTH:
+        node["referrers"] = [
+            referrer_tree(store, r, depth + 1) for r in store.referrers(subject.digest)
+        ]
+    return node
+
+
+def verify(
+    store: Store,
+    model: StoredModel,
+    key: ec.EllipticCurvePublicKey,
+    detached: Iterable[bytes] = (),
+) -> list[Verified]:
+    """Every signature of ``model`` that verifies with ``key`` and matches the model.
+
+    Raises SignatureError when none does, or at once when one verifies with the key but
+    vouches for other content (the model or its manifest was changed after signing).
+    """
+    candidates: list[tuple[Digest | None, bytes]] = [
+        (referrer.digest, bundle) for referrer, bundle in signatures(store, model.descriptor.digest)
+    ]
+    candidates += [(None, bundle) for bundle in detached]
+    if not candidates:
+        raise SignatureError(f"{model.descriptor.digest}: the model has no signature")
+    verified, refused = [], []
+    for digest, bundle in candidates:
+        try:
+            statement = sigstore.open_bundle(bundle, key)
+        except SignatureError as exc:
+            refused.append(str(exc))
+            continue
+        verified.append(_check(model, digest, statement))
+    if not verified:
+        reasons = "; ".join(sorted(set(refused)))
+        raise SignatureError(
+            f"{model.descriptor.digest}: no signature verifies with this key "
+            f"({len(candidates)} checked: {reasons})"
+        )
+    return verified
+
+
+def _check(model: StoredModel, digest: Digest | None, statement: Mapping[str, object]) -> Verified:
+    predicate = str(statement.get("predicateType"))
+    files = _file_digests(model)
+    if predicate == statements.COSIGN_SIGN_PREDICATE:
+        signed = statements.signed_manifest(statement)
+        if signed != model.descriptor.digest:
+            raise SignatureError(f"{model.descriptor.digest}: signed is manifest {signed}")
+        return Verified(digest, predicate, tuple(sorted(files)))
+    covered, unsigned = _match_files(files, statements.signed_files(statement))
+    if unsigned and digest is not None:
+        raise SignatureError(f"{', '.join(unsigned)}: not covered by signature {digest}")
+    return Verified(digest, predicate, covered, unsigned)
+
+
+def _match_files(
+    model: Mapping[str, Digest], signed: Mapping[str, Digest]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Which files of the model the signature covers, and which it does not.
+
+    A signed file must be in the model under its name with the same digest; the weights may be
+    signed under their original name (``FROM DIR`` stores ``x.gguf`` as ``model.gguf``), and
+    they must be covered."""
+    unmatched = dict(signed)
+    covered, unsigned = [], []
+    for path, digest in model.items():
+        renamed = [n for n, d in unmatched.items() if d == digest and n.endswith(".gguf")]
+        if path in unmatched:
+            if unmatched.pop(path) != digest:
+                raise SignatureError(f"{path}: its digest {digest} is not the one signed")
+            covered.append(path)
+        elif path == mt.WEIGHTS_FILE and len(renamed) == 1:
+            del unmatched[renamed[0]]
+            covered.append(path)
+        else:
+            unsigned.append(path)
+    if mt.WEIGHTS_FILE in model and mt.WEIGHTS_FILE not in covered:
+        raise SignatureError(f"{mt.WEIGHTS_FILE}: the weights are not covered by the signature")
+    if unmatched:
+        raise SignatureError(f"{', '.join(sorted(unmatched))}: signed but not in the model")
+    return tuple(sorted(covered)), tuple(sorted(unsigned))
+
+
+def _file_digests(model: StoredModel) -> dict[str, Digest]:
+    """File path -> digest for every layer; a layer without a path cannot be signed."""
+    files = {path: desc.digest for path, desc in model.files.files.items()}
+    if len(files) != len(model.manifest.layers):
+        raise SignatureError(
+            f"{model.descriptor.digest}: a layer has no {mt.ANNOTATION_FILEPATH} and no file name"
+        )
+    return files
+
+
+def _predicate_type(bundle: bytes) -> str:
+    predicate = sigstore.peek_statement(bundle).get("predicateType")
+    if not isinstance(predicate, str):
+        raise SignatureError("signature: the statement has no predicate type")
+    return predicate
