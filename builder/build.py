@@ -5,22 +5,31 @@ architectures), so a bad Modelfile writes nothing. Then it stages every blob und
 publishes them all, and tags last, holding the store's shared lock throughout so no sweep frees
 a blob between publish and tag. The same inputs give the same manifest digest: nothing depends on
 the time unless ``created`` is given.
+
+With ``quantize``, the weights layer is the source quantized by llama.cpp (see quantize.py),
+written to a temporary file under ``ingest/`` and ingested from there; the source itself is not
+stored. The result is remembered by (source digest, type, quantizer version), so a rebuild finds
+the blob in the store and quantizes nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import uuid
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mdl.builder import filecache
+from mdl.builder import filecache, quantize
+from mdl.builder.quantize import QuantType
 from mdl.builder.recipe import Recipe, recipe_for
 from mdl.builder.sources import GGUFSource
 from mdl.spec import mediatypes as mt
 from mdl.spec.descriptor import Descriptor
 from mdl.spec.digest import Digest
+from mdl.spec.gguf import GGUFInfo, read_gguf_file
 from mdl.spec.manifest import Manifest, canonical_json, encode
 from mdl.spec.modelfile import Modelfile
 from mdl.spec.modelpack import (
@@ -31,6 +40,7 @@ from mdl.spec.modelpack import (
     model_manifest,
 )
 from mdl.spec.reference import Reference
+from mdl.store import layout
 from mdl.store.ingest import Ingest
 from mdl.store.store import Store
 
@@ -44,6 +54,18 @@ class BuildOptions:
     reproducible."""
     labels: dict[str, str] = field(default_factory=dict)
     """Extra manifest annotations (org.opencontainers.image.version, .revision, .source, …)."""
+    quantize: str | None = None
+    """Quantize the weights to this type (``q4_K_M``, ``q8_0``, ``f16``, …; see quantize.py)."""
+
+
+@dataclass(frozen=True)
+class Quantized:
+    """What ``quantize`` did: the source's digest, the type, and whether a blob quantized
+    earlier was reused (then llama.cpp did not run)."""
+
+    source: Digest
+    type: str
+    reused: bool
 
 
 @dataclass(frozen=True)
@@ -53,6 +75,7 @@ class BuildResult:
     config: ModelConfig
     tags: tuple[Reference, ...]
     bytes_copied: int
+    quantized: Quantized | None = None
 
 
 def build_model(
@@ -64,12 +87,22 @@ def build_model(
     progress: Progress | None = None,
 ) -> BuildResult:
     options = options or BuildOptions()
+    qtype = quantize.quant_type(options.quantize) if options.quantize else None
+    quantizer = quantize.quantizer_version() if qtype else ""
     with store.writing():
         recipe = recipe_for(store, modelfile, context)
+        if qtype:
+            base = modelfile.from_
+            name = f"{modelfile.path}:{base.line}: FROM {base.value}"
+            quantize.check_quantizable(recipe.weights.info, qtype, name)
         with ExitStack() as staged:
             writer = _Writer(store, staged, progress)
-            layers = _write_layers(writer, recipe)
-            config = _config(recipe, layers, options)
+            if qtype:
+                weights, info = writer.stage_quantized(recipe.weights, qtype, quantizer)
+            else:
+                weights, info = writer.stage_gguf(recipe.weights, mt.WEIGHTS_FILE), None
+            layers = _write_layers(writer, recipe, weights)
+            config = _config(info or recipe.weights.info, layers, options)
             config_desc = writer.stage_bytes(mt.MODEL_CONFIG, canonical_json(config.to_json()))
             annotations = dict(options.labels)
             if options.created:
@@ -79,11 +112,10 @@ def build_model(
             writer.publish()
         for ref in tags:
             store.tag(desc, ref)
-    return BuildResult(desc, manifest, config, tuple(tags), writer.bytes_copied)
+    return BuildResult(desc, manifest, config, tuple(tags), writer.bytes_copied, writer.quantized)
 
 
-def _write_layers(writer: _Writer, recipe: Recipe) -> list[Descriptor]:
-    weights = writer.stage_gguf(recipe.weights, mt.WEIGHTS_FILE)
+def _write_layers(writer: _Writer, recipe: Recipe, weights: Descriptor) -> list[Descriptor]:
     adapters: list[Descriptor] = []
     for source in recipe.adapters:
         adapter = writer.stage_gguf(source, None)
@@ -124,9 +156,9 @@ def _encoded(text: str | None) -> bytes | None:
     return text.encode() if text is not None else None
 
 
-def _config(recipe: Recipe, layers: list[Descriptor], options: BuildOptions) -> ModelConfig:
+def _config(weights: GGUFInfo, layers: list[Descriptor], options: BuildOptions) -> ModelConfig:
     return config_from_gguf(
-        recipe.weights.info,
+        weights,
         layers,
         version=options.labels.get("org.opencontainers.image.version"),
         created=options.created,
@@ -142,24 +174,70 @@ class _Writer:
         self.progress = progress
         self.staged: list[Ingest] = []
         self.bytes_copied = 0
+        self.quantized: Quantized | None = None
+        self.home = store.root.parent
 
     def stage_gguf(self, source: GGUFSource, filepath: str | None) -> Descriptor:
         """Stage a GGUF file; ``filepath`` None names it after its digest (an adapter), so the
         same content gets the same name however its file was called."""
         stat = source.path.stat()  # before reading: what the file cache will remember
         size = stat.st_size
-        digest = source.digest or filecache.lookup(self.store.root.parent, source.path, stat)
+        digest = source.digest or filecache.lookup(self.home, source.path, stat)
         if digest and self.store.has_blob(digest):
             return _weight(digest, size, filepath)
+        digest, size = self._ingest_file(source.path, filepath or "adapter", size)
+        filecache.remember(self.home, source.path, digest, stat)
+        return _weight(digest, size, filepath)
+
+    def stage_quantized(
+        self, source: GGUFSource, qtype: QuantType, quantizer: str
+    ) -> tuple[Descriptor, GGUFInfo]:
+        """Stage the weights quantized to ``qtype``, or find them quantized by an earlier build.
+
+        The header is read back from the file as written, so the config tells what it holds.
+        """
+        origin = self._source_digest(source)
+        key = quantize.cache_key(origin, qtype, quantizer)
+        cached = filecache.lookup_derived(self.home, key)
+        if cached and self.store.has_blob(cached):
+            blob = self.store.blob_path(cached)
+            self.quantized = Quantized(origin, qtype.name, reused=True)
+            return _weight(cached, blob.stat().st_size, mt.WEIGHTS_FILE), read_gguf_file(blob)
+        temp = layout.ingest_file(self.store.root, f"{uuid.uuid4().hex}.quantize.tmp")
+        self.stack.callback(temp.unlink, missing_ok=True)
+        label, size = f"quantize to {qtype.label}", source.path.stat().st_size
+        if self.progress:
+            self.progress(label, 0, size)
+        quantize.quantize(source.path, temp, qtype, quantize.threads())
+        if self.progress:
+            self.progress(label, size, size)
+        info = read_gguf_file(temp)
+        quantize.check_written(info, qtype, source.path)
+        digest, written = self._ingest_file(temp, mt.WEIGHTS_FILE, temp.stat().st_size)
+        temp.unlink()
+        filecache.remember_derived(self.home, key, digest)
+        self.quantized = Quantized(origin, qtype.name, reused=False)
+        return _weight(digest, written, mt.WEIGHTS_FILE), info
+
+    def _source_digest(self, source: GGUFSource) -> Digest:
+        """A source's digest without copying it: known, remembered, or hashed (and remembered)."""
+        stat = source.path.stat()
+        digest = source.digest or filecache.lookup(self.home, source.path, stat)
+        if digest is None:
+            with open(source.path, "rb") as file:
+                digest = Digest("sha256", hashlib.file_digest(file, "sha256").hexdigest())
+            filecache.remember(self.home, source.path, digest, stat)
+        return digest
+
+    def _ingest_file(self, path: Path, label: str, size: int) -> tuple[Digest, int]:
         ingest = self.stack.enter_context(self.store.ingest())
-        report, label = self.progress, filepath or "adapter"
-        with open(source.path, "rb") as file:
+        report = self.progress
+        with open(path, "rb") as file:
             ingest.copy_file(file, (lambda n: report(label, n, size)) if report else None)
         digest = ingest.seal()
         self.staged.append(ingest)
         self.bytes_copied += ingest.offset
-        filecache.remember(self.store.root.parent, source.path, digest, stat)
-        return _weight(digest, ingest.offset, filepath)
+        return digest, ingest.offset
 
     def stage_bytes(
         self, media_type: str, data: bytes, annotations: dict[str, str] | None = None
@@ -200,4 +278,11 @@ def build_json(result: BuildResult) -> dict[str, object]:
             for layer in result.manifest.layers
         ],
         "bytes_copied": result.bytes_copied,
+        "quantized": {
+            "from": str(result.quantized.source),
+            "type": result.quantized.type,
+            "reused": result.quantized.reused,
+        }
+        if result.quantized
+        else None,
     }

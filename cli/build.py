@@ -38,6 +38,14 @@ def build(
     iidfile: Path | None = typer.Option(
         None, "--iidfile", help="Write the manifest digest to this file."
     ),
+    quantize: str | None = typer.Option(
+        None,
+        "--quantize",
+        metavar="TYPE",
+        help="Quantize F32/F16/BF16 weights with llama.cpp: q4_0, q4_1, q5_0, q5_1, q8_0, "
+        "q2_K, q3_K_S, q3_K_M, q3_K_L, q4_K_S, q4_K_M, q5_K_S, q5_K_M, q6_K, f16 or bf16 "
+        "(K-quants need rows that are multiples of 256). A rebuild reuses the result.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print digest, size and layers as JSON."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only the digest."),
     push: bool = typer.Option(
@@ -63,7 +71,7 @@ def build(
         context = path.parent
     for instruction in modelfile.deprecated_parameters:
         console.warning(f"{file}:{instruction.line}: parameter {instruction.key} is ignored")
-    options = BuildOptions(created=_created(timestamp), labels=_labels(labels))
+    options = BuildOptions(created=_created(timestamp), labels=_labels(labels), quantize=quantize)
     with console.progress(enabled=not (quiet or as_json)) as progress:
         result = build_model(Store.open(), modelfile, context, refs, options, progress)
     if iidfile:

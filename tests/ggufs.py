@@ -264,3 +264,86 @@ def gguf_string(s: str | bytes) -> bytes:
     """A GGUF string: u64 length, then the bytes."""
     raw = s.encode() if isinstance(s, str) else s
     return struct.pack("<Q", len(raw)) + raw
+
+
+def write_wide_llama(
+    path: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    dtype: Literal["f32", "f16", "bf16"] = "f32",
+    n_embd: int = 256,
+    n_ff: int = 512,
+    name: str = "wide",
+) -> Path:
+    """The tiny llama's design (same vocabulary, the same constant dimension and bias) with rows
+    of ``n_embd``/``n_ff`` elements, multiples of 256 by default so llama.cpp's K-quants apply,
+    and matrices stored as F32, F16 or BF16 (norms stay F32, as converters write them)."""
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    tokens, scores, types = vocab()
+    n_vocab = len(tokens)
+    file_type = {
+        "f32": gguf.LlamaFileType.ALL_F32,
+        "f16": gguf.LlamaFileType.MOSTLY_F16,
+        "bf16": gguf.LlamaFileType.MOSTLY_BF16,
+    }[dtype]
+
+    def matrix(name: str, values: Array) -> None:
+        if dtype == "f16":
+            w.add_tensor(name, values.astype(np.float16))
+        elif dtype == "bf16":
+            bf16 = gguf.GGMLQuantizationType.BF16
+            w.add_tensor(name, gguf.quants.quantize(values, bf16), raw_dtype=bf16)
+        else:
+            w.add_tensor(name, values)
+
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_name(name)
+    w.add_file_type(file_type)
+    w.add_context_length(512)
+    w.add_embedding_length(n_embd)
+    w.add_block_count(N_LAYER)
+    w.add_feed_forward_length(n_ff)
+    w.add_head_count(N_HEAD)
+    w.add_head_count_kv(N_HEAD)
+    w.add_rope_dimension_count(n_embd // N_HEAD)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_vocab_size(n_vocab)
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_unk_token_id(0)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
+    w.add_chat_template(CHATML)
+
+    embd = rng.standard_normal((n_vocab, n_embd)).astype(np.float32)
+    embd[:, 0] = 1.0  # the constant dimension
+    norm = np.ones(n_embd, dtype=np.float32)
+    layer_norm = norm.copy()
+    layer_norm[0] = 0.0
+    matrix("token_embd.weight", embd)
+    for i in range(N_LAYER):
+        blk = f"blk.{i}"
+        w.add_tensor(f"{blk}.attn_norm.weight", layer_norm)
+        for proj in ("attn_q", "attn_k", "attn_v"):
+            matrix(f"{blk}.{proj}.weight", _matrix(rng, n_embd, n_embd))
+        out = _matrix(rng, n_embd, n_embd)
+        out[0, :] = 0.0
+        matrix(f"{blk}.attn_output.weight", out)
+        w.add_tensor(f"{blk}.ffn_norm.weight", layer_norm)
+        matrix(f"{blk}.ffn_gate.weight", _matrix(rng, n_ff, n_embd))
+        matrix(f"{blk}.ffn_up.weight", _matrix(rng, n_ff, n_embd))
+        down = _matrix(rng, n_embd, n_ff)
+        down[0, :] = 0.0
+        matrix(f"{blk}.ffn_down.weight", down)
+    w.add_tensor("output_norm.weight", norm)
+    output = _matrix(rng, n_vocab, n_embd)
+    output[:, 0] = [0.0 if t == gguf.TokenType.NORMAL else BAN for t in types]
+    matrix("output.weight", output)
+
+    _finish(w)
+    return path
