@@ -7,6 +7,7 @@ for ``/api/create``; the transfer client for ``/api/pull`` and ``/api/push``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tempfile
@@ -49,6 +50,7 @@ def serve(
     from mdl.runtime.service import Service
 
     config = ServeConfig.from_env(os.environ)
+    config = dataclasses.replace(config, host=host or config.host, port=port or config.port)
     store = Store.open()
     scheduler = Scheduler(
         WorkerRunner.start,
@@ -56,13 +58,18 @@ def serve(
         budget_bytes=available_bytes(),
         max_queue=config.max_queue,
     )
-    service = Service(ModelResolver(store), scheduler, default_keep_alive=config.keep_alive)
+    service = Service(
+        ModelResolver(store),
+        scheduler,
+        default_keep_alive=config.keep_alive,
+        max_context=config.max_context,
+    )
     library = Library(
         store, create=_create(store), pull=_transfer(store, "pull"), push=_transfer(store, "push")
     )
-    app = create_app(service, library, config.origins)
+    app = create_app(service, library, config)
     logging.basicConfig(level=logging.INFO, format="mdl serve: %(message)s")
-    bind_host, bind_port = host or config.host, port or config.port
+    bind_host, bind_port = config.host, config.port
     console.line(f"mdl serve: listening on http://{bind_host}:{bind_port} (store {store.root})")
     server = uvicorn.Server(
         uvicorn.Config(

@@ -5,7 +5,13 @@
 - ``MDL_KEEP_ALIVE``: how long an idle model stays loaded, default ``5m`` (a duration or
   seconds; negative: forever; 0: unload after each request)
 - ``MDL_MAX_QUEUE``: requests that may wait for one model before a 503, default 512
-- ``MDL_ORIGINS``: more browser origins for CORS, comma-separated, ``*`` wildcards
+- ``MDL_ORIGINS``: more browser origins allowed (CORS, and their hosts under DNS-rebinding
+  protection), comma-separated, ``*`` wildcards; local origins are always allowed
+  (``mdl.spec.browser.LOCAL_ORIGINS``)
+- ``MDL_MAX_REQUEST_BYTES``: largest request body (JSON), default 32 MiB; past it 413
+- ``MDL_MAX_BLOB_BYTES``: largest ``/api/blobs`` upload, default 256 GiB; past it 413
+- ``MDL_MAX_CONTEXT``: largest ``num_ctx`` a request or model may ask for; default: the
+  model's trained context length
 """
 
 from __future__ import annotations
@@ -19,16 +25,10 @@ from mdl.runtime.errors import BadRequest
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 11434
 DEFAULT_KEEP_ALIVE = 300.0
-LOCAL_ORIGINS = (
-    *(
-        f"{scheme}://{host}{port}"
-        for scheme in ("http", "https")
-        for host in ("localhost", "127.0.0.1", "0.0.0.0", "[::1]")
-        for port in ("", ":*")
-    ),
-    *("app://*", "file://*", "tauri://*", "vscode-webview://*", "vscode-file://*"),
-)
-"""Allowed by default, as Ollama allows them: local pages and desktop/editor webviews."""
+FOREVER = 100 * 365 * 86400.0
+"""A keep-alive longer than this (a century) is forever; no timer can hold more."""
+MAX_REQUEST_BYTES = 32 << 20
+MAX_BLOB_BYTES = 256 << 30
 
 _UNITS = {
     "ns": 1e-9,
@@ -51,7 +51,12 @@ class ServeConfig:
     keep_alive: float | None = DEFAULT_KEEP_ALIVE
     """Seconds; None keeps models loaded forever."""
     max_queue: int = 512
-    origins: tuple[str, ...] = LOCAL_ORIGINS
+    origins: tuple[str, ...] = ()
+    """``MDL_ORIGINS``: allowed beyond the local origins."""
+    max_request_bytes: int = MAX_REQUEST_BYTES
+    max_blob_bytes: int = MAX_BLOB_BYTES
+    max_context: int | None = None
+    """None: each model's trained context length bounds ``num_ctx``."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServeConfig:
@@ -63,7 +68,10 @@ class ServeConfig:
             max_loaded=_positive(env, "MDL_MAX_LOADED_MODELS", 3),
             keep_alive=parse_keep_alive(env.get("MDL_KEEP_ALIVE") or "5m", "MDL_KEEP_ALIVE"),
             max_queue=_positive(env, "MDL_MAX_QUEUE", 512, allow_zero=True),
-            origins=LOCAL_ORIGINS + extra,
+            origins=extra,
+            max_request_bytes=_positive(env, "MDL_MAX_REQUEST_BYTES", MAX_REQUEST_BYTES),
+            max_blob_bytes=_positive(env, "MDL_MAX_BLOB_BYTES", MAX_BLOB_BYTES),
+            max_context=_positive(env, "MDL_MAX_CONTEXT", 0) or None,
         )
 
 
@@ -93,16 +101,7 @@ def parse_keep_alive(value: object, where: str = "keep_alive") -> float | None:
         seconds = _duration(value.strip(), where)
     else:
         raise BadRequest(f"{where}: want a duration or a number of seconds")
-    return None if seconds < 0 else seconds
-
-
-def origin_regex(origins: tuple[str, ...]) -> str:
-    """One regular expression for CORS from origins with ``*`` wildcards."""
-    return (
-        "|".join("^" + re.escape(o).replace(r"\*", ".*") + "$" for o in origins)
-        if origins
-        else "^$"
-    )
+    return None if seconds < 0 or not seconds <= FOREVER else seconds
 
 
 def _duration(text: str, where: str) -> float:

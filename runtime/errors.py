@@ -4,12 +4,17 @@ They extend mdl's one tree (``mdl.spec.errors``)::
 
     MdlError
     └── RuntimeFailure          status 500: something went wrong serving a valid request
-        ├── BadRequest          400: invalid JSON, a missing field, an unknown or mistyped option
+        ├── BadRequest          400: invalid JSON, a missing field, an unknown or mistyped option,
+        │                            an option out of range, a request template that fails
+        ├── TooLarge            413: a request body past its limit (MDL_MAX_REQUEST_BYTES, …)
+        ├── WrongContentType    415: a JSON endpoint sent a body that is not JSON
         ├── ModelMissing        404: no model by that name in the store
         ├── ServerBusy          503: the model's request queue is full
         ├── NotAvailable        501: an endpoint whose collaborator this server was started without
         ├── TemplateError       500: a model's chat template does not parse or render
+        │   └── TemplateRefused 400: the template refused the conversation (raise_exception)
         ├── LoadFailed          500: the model could not be loaded (bad file, worker crashed)
+        ├── OutOfMemory         507: the model's estimated size exceeds the memory available
         └── RunnerCrashed       500: the worker process died while answering
 
 The API modules translate store and spec errors (``NotFound``, ``InvalidReference``) into these
@@ -43,8 +48,24 @@ class NotAvailable(RuntimeFailure):
     status = 501
 
 
+class TooLarge(RuntimeFailure):
+    status = 413
+
+
+class WrongContentType(RuntimeFailure):
+    status = 415
+
+
 class TemplateError(RuntimeFailure):
     pass
+
+
+class TemplateRefused(TemplateError):
+    status = 400
+
+
+class OutOfMemory(RuntimeFailure):
+    status = 507
 
 
 class LoadFailed(RuntimeFailure):

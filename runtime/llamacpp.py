@@ -64,9 +64,14 @@ class LlamaCppModel:
             yield Failed(f"invalid format: {exc}", bad_request=True)
             return
         n_ctx = llm.n_ctx()
+        n_vocab = llm.n_vocab()
+        if any(not 0 <= token < n_vocab for token in request.context):
+            yield Failed(f"context: token ids must be from 0 to {n_vocab - 1}", bad_request=True)
+            return
         prompt = _fit(self._tokens(request), n_ctx, sampling.num_keep)
         limit = sampling.num_predict if sampling.num_predict > 0 else n_ctx
-        llm.last_n_tokens_size = n_ctx if sampling.repeat_last_n < 0 else sampling.repeat_last_n
+        repeat = sampling.repeat_last_n
+        llm.last_n_tokens_size = n_ctx if repeat < 0 else min(repeat, n_ctx)
         llm.set_seed(sampling.seed if sampling.seed >= 0 else random.randrange(2**31))
         scanner = StopScanner(sampling.stop)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

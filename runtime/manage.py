@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -46,6 +47,7 @@ class TransferProgress:
     completed: int | None = None
 
 
+T = TypeVar("T")
 ProgressFn = Callable[[TransferProgress], None]
 Transfer = Callable[[Reference, bool, ProgressFn], None]
 Create = Callable[[Modelfile, Reference], Digest]
@@ -109,7 +111,7 @@ class Library:
     async def put_blob(self, digest: str, chunks: AsyncIterator[bytes]) -> None:
         """Store an upload if its content has ``digest``; BadRequest (and nothing kept) if not."""
         expected = _digest(digest)
-        with self.store.writing(), self.store.ingest() as ingest:
+        async with _in_thread(self.store.writing()), _in_thread(self.store.ingest()) as ingest:
             batch = bytearray()
             async for chunk in chunks:
                 batch += chunk
@@ -119,9 +121,9 @@ class Library:
             await anyio.to_thread.run_sync(ingest.write, bytes(batch))
             actual = await anyio.to_thread.run_sync(ingest.seal)
             if actual != expected:
-                ingest.abort()
+                await anyio.to_thread.run_sync(ingest.abort)
                 raise BadRequest(f"digest mismatch: the upload is {actual}, not {expected}")
-            ingest.publish()
+            await anyio.to_thread.run_sync(ingest.publish)
 
     async def create_model(self, body: dict[str, Any]) -> Digest:
         if self.create is None:
@@ -172,6 +174,20 @@ async def _relay(
         yield TransferProgress("success")
     finally:
         gone.set()
+
+
+@asynccontextmanager
+async def _in_thread(manager: AbstractContextManager[T]) -> AsyncIterator[T]:
+    """Enter and leave a blocking context manager (a file lock, a file) off the event loop."""
+    value = await anyio.to_thread.run_sync(manager.__enter__)
+    try:
+        yield value
+    except BaseException as exc:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(manager.__exit__, type(exc), exc, exc.__traceback__)
+        raise
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(manager.__exit__, None, None, None)
 
 
 def create_modelfile(body: dict[str, Any]) -> Modelfile:

@@ -46,3 +46,8 @@ def available_bytes(meminfo: Path = MEMINFO) -> int | None:
         if key == "MemAvailable":
             return int(value.split()[0]) * 1024
     return None
+
+
+def gib(size: int) -> str:
+    """A byte count for a message: ``1.5 GiB``."""
+    return f"{size / 2**30:.1f} GiB"

@@ -12,6 +12,7 @@ from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
 
+from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -73,7 +74,8 @@ class OllamaAPI:
         return JSONResponse({"version": API_VERSION})
 
     async def tags(self, request: Request) -> Response:
-        return JSONResponse({"models": [describe.tag_entry(m) for m in self.library.list()]})
+        listed = await to_thread.run_sync(self.library.list)
+        return JSONResponse({"models": [describe.tag_entry(m) for m in listed]})
 
     async def ps(self, request: Request) -> Response:
         models = []
@@ -167,14 +169,15 @@ class OllamaAPI:
 
     async def copy(self, request: Request) -> Response:
         body = await read_object(request)
-        self.library.copy(required_str(body, "source"), required_str(body, "destination"))
+        source, destination = required_str(body, "source"), required_str(body, "destination")
+        await to_thread.run_sync(self.library.copy, source, destination)
         return Response(status_code=200)
 
     async def delete(self, request: Request) -> Response:
         body = await read_object(request)
         name = field(body, "model", str, "") or required_str(body, "name")
-        digest = self.library.delete(name)
-        if not any(m.digest == digest for m in self.library.list()):
+        digest = await to_thread.run_sync(self.library.delete, name)
+        if not any(m.digest == digest for m in await to_thread.run_sync(self.library.list)):
             await self.service.scheduler.unload(str(digest))
         return Response(status_code=200)
 
@@ -196,7 +199,8 @@ class OllamaAPI:
     async def blob(self, request: Request) -> Response:
         digest = request.path_params["digest"]
         if request.method == "HEAD":
-            return Response(status_code=200 if self.library.has_blob(digest) else 404)
+            found = await to_thread.run_sync(self.library.has_blob, digest)
+            return Response(status_code=200 if found else 404)
         await self.library.put_blob(digest, request.stream())
         return Response(status_code=201)
 

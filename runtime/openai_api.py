@@ -16,6 +16,7 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from typing import Any
 
+from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -118,12 +119,13 @@ class OpenAIAPI:
         return JSONResponse({"object": "list", "data": data, "model": native.model, "usage": usage})
 
     async def models(self, request: Request) -> Response:
-        data = [_model_json(m.name, m.modified_at.timestamp()) for m in self.library.list()]
+        listed = await to_thread.run_sync(self.library.list)
+        data = [_model_json(m.name, m.modified_at.timestamp()) for m in listed]
         return JSONResponse({"object": "list", "data": data})
 
     async def model(self, request: Request) -> Response:
         name = request.path_params["model"]
-        for listed in self.library.list():
+        for listed in await to_thread.run_sync(self.library.list):
             if name in (listed.name, listed.name.removesuffix(":latest")):
                 return JSONResponse(_model_json(listed.name, listed.modified_at.timestamp()))
         raise ModelMissing(f"model '{name}' not found")

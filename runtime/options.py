@@ -6,10 +6,15 @@ answer. Names Ollama accepts but no longer uses (``numa``, ``low_vram``, ``miros
 ``IGNORED``) are accepted and ignored. An unknown name, a value of the wrong type or one out of
 range is a BadRequest naming it: Ollama would log and drop unknown names, but silently
 ignoring a misspelt ``temprature`` answers with the wrong settings.
+
+Ranges are what llama.cpp's C types hold (``int32_t``, a ``uint32_t`` seed, finite floats), so no
+value wraps on its way through ctypes; ``num_ctx`` is cut to the model's trained context length
+(or to ``MDL_MAX_CONTEXT``), and ``num_batch`` to ``num_ctx``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -50,7 +55,25 @@ IGNORED = frozenset(
         "rope_frequency_scale",
     }
 )  # fmt: skip
-_NON_NEGATIVE = ("num_ctx", "num_batch", "num_thread", "temperature", "top_k", "top_p", "min_p")
+_NON_NEGATIVE = ("temperature", "top_p", "min_p")
+INT32 = 2**31 - 1
+MAX_THREADS = 1024
+FLOAT_MAX = 3.4028234663852886e38
+"""The largest finite float32: llama.cpp's sampling parameters are C floats."""
+RANGES: dict[str, tuple[int, int]] = {
+    "num_ctx": (1, INT32),
+    "num_batch": (1, INT32),
+    "num_gpu": (-1, INT32),
+    "main_gpu": (0, INT32),
+    "num_thread": (0, MAX_THREADS),
+    "num_keep": (-1, INT32),
+    "seed": (-(2**31), 2**32 - 1),
+    "num_predict": (-2, INT32),
+    "top_k": (0, INT32),
+    "repeat_last_n": (-1, INT32),
+    "mirostat": (0, 2),
+}
+"""Inclusive bounds of the integer options (a negative seed means a random one)."""
 _SAMPLING = {f.name for f in fields(Sampling)}
 
 Values = dict[str, Any]
@@ -81,18 +104,24 @@ def check_options(raw: Any, where: str = "options") -> Values:
     for name in _NON_NEGATIVE:
         if values.get(name, 0) < 0:
             raise BadRequest(f"{where}: {name} must not be negative")
-    if values.get("num_ctx") == 0 or values.get("num_batch") == 0:
-        raise BadRequest(f"{where}: num_ctx and num_batch must be positive")
+    for name, (low, high) in RANGES.items():
+        if name in values and not low <= values[name] <= high:
+            raise BadRequest(f"{where}: {name} must be from {low} to {high}")
     return values
 
 
-def runner_options(values: Values, trained_ctx: int | None, cores: int) -> RunnerOptions:
-    """``num_ctx`` defaults to 4096, or the model's trained length if smaller; threads to the
-    machine's cores."""
+def runner_options(
+    values: Values, trained_ctx: int | None, cores: int, max_ctx: int | None = None
+) -> RunnerOptions:
+    """``num_ctx`` defaults to 4096, or the model's trained length if smaller; larger values are
+    cut to ``max_ctx`` (default: the trained length), as Ollama cuts them to the trained
+    length; ``num_batch`` is cut to ``num_ctx``; threads default to the machine's cores."""
     default_ctx = min(4096, trained_ctx) if trained_ctx else 4096
+    limit = min(max_ctx or trained_ctx or default_ctx, INT32)
+    num_ctx = min(values.get("num_ctx", default_ctx), limit)
     return RunnerOptions(
-        num_ctx=values.get("num_ctx", default_ctx),
-        num_batch=values.get("num_batch", 512),
+        num_ctx=num_ctx,
+        num_batch=min(values.get("num_batch", 512), num_ctx),
         num_thread=values.get("num_thread") or cores,
         use_mmap=values.get("use_mmap", True),
     )
@@ -118,10 +147,14 @@ def _typed(name: str, kind: str, value: Any, where: str) -> Any:
         return items
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise wrong
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BadRequest(f'{where}: option "{name}" must be a finite number')
     if kind == INT:
         if isinstance(value, float) and not value.is_integer():
             raise wrong
         return int(value)
+    if abs(value) > FLOAT_MAX:
+        raise BadRequest(f'{where}: option "{name}" is out of range')
     return float(value)
 
 

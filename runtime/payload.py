@@ -1,4 +1,11 @@
-"""Reading request bodies: JSON objects and typed fields, each problem a BadRequest naming it."""
+"""Reading request bodies: JSON objects and typed fields, each problem a BadRequest naming it.
+
+The body of a JSON endpoint must say it is JSON: ``application/json``, a ``…+json`` type, or no
+Content-Type at all. ``text/plain``, ``multipart/form-data`` and other types are refused (415):
+a web page can send those cross-site without asking first. ``application/x-www-form-urlencoded``
+is what ``curl -d '{…}'`` sends (Ollama's own examples use it), so it is accepted, but only
+from a client that is not a browser (no ``Origin``, ``Sec-Fetch-Site`` or ``Sec-Fetch-Mode``).
+"""
 
 from __future__ import annotations
 
@@ -7,22 +14,45 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 
-from mdl.runtime.errors import BadRequest
+from mdl.runtime.errors import BadRequest, WrongContentType
 
 T = TypeVar("T")
+_BROWSER_MARKERS = ("origin", "sec-fetch-site", "sec-fetch-mode")
 
 
 async def read_object(request: Request) -> dict[str, Any]:
+    check_json_type(request)
     body = await request.body()
     if not body.strip():
         raise BadRequest("missing request body")
     try:
-        value = json.loads(body)
+        value = json.loads(body, parse_constant=_no_constant)
     except ValueError as exc:
         raise BadRequest(f"invalid JSON in request body: {exc}") from exc
     if not isinstance(value, dict):
         raise BadRequest("the request body must be a JSON object")
     return value
+
+
+def check_json_type(request: Request) -> None:
+    """WrongContentType unless the request's Content-Type allows reading its body as JSON."""
+    raw = request.headers.get("content-type")
+    if raw is None:
+        return
+    media = raw.split(";", 1)[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        return
+    if media == "application/x-www-form-urlencoded" and not any(
+        name in request.headers for name in _BROWSER_MARKERS
+    ):
+        return
+    raise WrongContentType(
+        f"the request body must be JSON (Content-Type application/json), not {media!r}"
+    )
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def field(body: dict[str, Any], name: str, kind: type[T], default: T) -> T:

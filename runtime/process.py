@@ -3,8 +3,9 @@
 One reader task per worker routes frames to the request in flight. ``complete`` closed early
 sends ``cancel`` without waiting (it may run inside a cancelled task); the runner counts as busy
 until the worker's final event arrives, and the next request waits for that. When the process
-dies, the request in flight fails with RunnerCrashed naming the signal or exit code and the last
-lines the worker wrote to stderr; ``wait_exited`` returns so the scheduler forgets the model.
+dies, the request in flight fails with RunnerCrashed naming the signal or exit code (the last
+lines the worker wrote to stderr go to the server's log, never to a client: they may hold
+tracebacks and paths); ``wait_exited`` returns so the scheduler forgets the model.
 """
 
 from __future__ import annotations
@@ -159,7 +160,10 @@ class WorkerRunner:
         self._replies.put_nowait(None)
         self._idle.set()
         if self.proc.returncode:
-            log.warning("worker %d for %s: %s", self.pid, self.spec.name, await self._exit_reason())
+            reason = await self._exit_reason()
+            log.warning("worker %d for %s: %s", self.pid, self.spec.name, reason)
+            for line in self.stderr:  # the server's log, not the client, gets what it said
+                log.warning("worker %d: %s", self.pid, line)
 
     async def _read_stderr(self) -> None:
         assert self.proc.stderr is not None
@@ -180,5 +184,4 @@ class WorkerRunner:
                 what = f"was killed by signal {-code}"
         else:
             what = f"exited with status {code}"
-        detail = f" ({' / '.join(self.stderr)})" if self.stderr else ""
-        return f"the model runner for {self.spec.name} {what}{detail}"
+        return f"the model runner for {self.spec.name} {what}"

@@ -2,8 +2,8 @@
 
 - At most ``max_loaded`` runners, within ``budget_bytes`` (estimates): to load another, the least
   recently used idle runner is unloaded first (a retired one before any other); if every runner
-  is busy, the load waits until one is idle. A model larger than the budget still loads when
-  nothing else is loaded.
+  is busy, the load waits until one is idle. A model whose estimate alone exceeds the budget
+  is refused (OutOfMemory) instead of attempted.
 - One request at a time per runner (llama.cpp contexts are not thread-safe): the others queue,
   FIFO, up to ``max_queue`` waiting, beyond which ServerBusy (503). Different runners serve in
   parallel. Requests for a model that is loading share that one load.
@@ -26,7 +26,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from mdl.runtime.errors import ServerBusy
+from mdl.runtime.errors import OutOfMemory, ServerBusy
+from mdl.runtime.memory import gib
 from mdl.runtime.runner import LoadSpec, ModelRunner, RunnerFactory
 
 log = logging.getLogger("mdl.runtime")
@@ -179,6 +180,12 @@ class Scheduler:
     async def _load(self, want: Want) -> Slot:
         """Load the model, or join the load already under way; waiting counts as queued."""
         key = (want.identity, want.spec)
+        if self.budget_bytes is not None and want.size > self.budget_bytes:
+            raise OutOfMemory(
+                f"{want.name} would need about {gib(want.size)} of memory with num_ctx "
+                f"{want.spec.num_ctx}, more than the {gib(self.budget_bytes)} available; "
+                "lower num_ctx or free memory"
+            )
         self._check_queue(want, self._awaiting_load.get(key, 0))
         task = self._loading.get(key)
         if task is None:

@@ -7,6 +7,10 @@ streams typed events: ``Token``… then ``Finished`` (or ``Failed`` if it breaks
 Errors found before the first event (unknown model, bad options, a full queue, a failed load)
 are raised, so the APIs can answer them with a status code.
 
+Prompts are rendered in a worker thread, within a budget (``templates.budget``): a template,
+the model's or the request's, never holds up the event loop. A request's own template that
+fails is that request's fault (400).
+
 ``generate`` and ``chat`` are async generators: close them early (the client went away) and
 the generation stops.
 """
@@ -17,7 +21,7 @@ import json
 import math
 import os
 import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +44,8 @@ from mdl.runtime.runner import (
     Token,
 )
 from mdl.runtime.scheduler import Lease, Scheduler, Want
-from mdl.runtime.templates import ChatTemplate, chat_template
+from mdl.runtime.templates import ChatTemplate, chat_template, make_template
+from mdl.runtime.templates.budget import Budget
 from mdl.runtime.tools import ToolCallParser
 from mdl.spec.modelpack import template_format
 
@@ -115,6 +120,8 @@ class Service:
     scheduler: Scheduler
     default_keep_alive: float | None = 300.0
     cores: int = field(default_factory=lambda: os.cpu_count() or 1)
+    max_context: int | None = None
+    """``MDL_MAX_CONTEXT``; None: each model's trained context length bounds ``num_ctx``."""
     served: dict[str, ResolvedModel] = field(default_factory=dict)
     """The models runners were loaded for, by manifest digest (what ``/api/ps`` describes)."""
 
@@ -133,7 +140,11 @@ class Service:
             return
         lease = await self._acquire(model, values)
         try:
-            prompt = _generate_prompt(model, request, lease.runner.facts)
+            facts = lease.runner.facts
+            prompt = await _render(
+                lambda budget: _generate_prompt(model, request, facts, budget),
+                from_request=bool(request.template),
+            )
             completion = CompletionRequest(
                 prompt,
                 opts.sampling(values),
@@ -158,10 +169,8 @@ class Service:
             return
         lease = await self._acquire(model, values)
         try:
-            template = _template(model, None, lease.runner.facts)
-            if request.tools and not template.supports_tools:
-                raise BadRequest(f"{request.model} does not support tools")
-            prompt = template.render(_conversation(model, request.messages), request.tools)
+            facts = lease.runner.facts
+            prompt = await _render(lambda budget: _chat_prompt(model, request, facts, budget))
             completion = CompletionRequest(prompt, opts.sampling(values), format=request.format)
             parser = ToolCallParser({t.name for t in request.tools}) if request.tools else None
             async with aclosing(self._complete(lease, completion, started, parser)) as events:
@@ -202,7 +211,9 @@ class Service:
         return model, values, keep_alive
 
     def _want(self, model: ResolvedModel, values: opts.Values) -> Want:
-        runner = opts.runner_options(values, model.gguf.context_length, self.cores)
+        runner = opts.runner_options(
+            values, model.gguf.context_length, self.cores, self.max_context
+        )
         spec = LoadSpec(
             name=model.name,
             weights=str(model.weights),
@@ -277,16 +288,38 @@ def _finished(done: Done, lease: Lease, started: int, calls: tuple[ToolCall, ...
     )
 
 
+async def _render(work: Callable[[Budget], str], from_request: bool = False) -> str:
+    """Run ``work`` (which renders a prompt) in a thread within a fresh budget. The budget
+    stops the thread itself; the timeout here only spares the loop a thread stuck in one call."""
+    budget = Budget()
+    try:
+        with anyio.fail_after(budget.seconds + 1):
+            return await anyio.to_thread.run_sync(work, budget, abandon_on_cancel=True)
+    except TimeoutError:
+        error = TemplateError(f"template: rendering took more than {budget.seconds:g} s")
+        raise (BadRequest(str(error)) if from_request else error) from None
+    except TemplateError as exc:
+        if from_request and exc.status >= 500:
+            raise BadRequest(str(exc)) from exc
+        raise
+
+
 def _template(model: ResolvedModel, override: str | None, facts: ModelFacts) -> ChatTemplate:
-    """The model's template, or the request's own (whose errors are the request's: 400)."""
+    """The model's template (parsed once), or the request's own (parsed for this request)."""
     if not override:
         return chat_template(
             model.template, model.template_format, facts.bos_token, facts.eos_token
         )
-    try:
-        return chat_template(override, template_format(override), facts.bos_token, facts.eos_token)
-    except TemplateError as exc:
-        raise BadRequest(f"template: {exc}") from exc
+    return make_template(override, template_format(override), facts.bos_token, facts.eos_token)
+
+
+def _chat_prompt(
+    model: ResolvedModel, request: ChatRequest, facts: ModelFacts, budget: Budget
+) -> str:
+    template = _template(model, None, facts)
+    if request.tools and not template.supports_tools:
+        raise BadRequest(f"{request.model} does not support tools")
+    return template.render(_conversation(model, request.messages), request.tools, budget)
 
 
 def _conversation(model: ResolvedModel, messages: Sequence[Message]) -> list[Message]:
@@ -298,7 +331,9 @@ def _conversation(model: ResolvedModel, messages: Sequence[Message]) -> list[Mes
     return conversation
 
 
-def _generate_prompt(model: ResolvedModel, request: GenerateRequest, facts: ModelFacts) -> str:
+def _generate_prompt(
+    model: ResolvedModel, request: GenerateRequest, facts: ModelFacts, budget: Budget
+) -> str:
     """Ollama's generate prompt: raw as given; a fill-in-the-middle prompt when there is a
     suffix; else the system prompt, the model's seed messages (unless a context continues an
     earlier answer) and the prompt as a user message."""
@@ -310,7 +345,7 @@ def _generate_prompt(model: ResolvedModel, request: GenerateRequest, facts: Mode
             raise BadRequest(
                 f"{request.model} does not support insert (no .Suffix in its template)"
             )
-        return template.render_insert(request.prompt, request.suffix)
+        return template.render_insert(request.prompt, request.suffix, budget)
     messages: list[Message] = []
     system = request.system if request.system else model.system
     if system:
@@ -318,7 +353,7 @@ def _generate_prompt(model: ResolvedModel, request: GenerateRequest, facts: Mode
     if request.context is None:
         messages += model.messages
     messages.append(Message("user", request.prompt))
-    return template.render(messages)
+    return template.render(messages, (), budget)
 
 
 def unit_vector(vector: Sequence[float], dimensions: int = 0) -> list[float]:

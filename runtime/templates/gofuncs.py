@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mdl.runtime.errors import TemplateError
+from mdl.runtime.templates.budget import MAX_WIDTH
 from mdl.runtime.templates.govalues import GoJSON, go_json, go_print, truth
 
 
@@ -29,7 +30,7 @@ def call(name: str, thunks: list[Callable[[], Any]]) -> Any:
     args = [thunk() for thunk in thunks]
     try:
         return _FUNCS[name](*args)
-    except TypeError as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise TemplateError(f"template: error calling {name}: {exc}") from exc
 
 
@@ -105,6 +106,10 @@ def _sprintf(fmt: str, *args: Any) -> str:
         flags, width, precision, kind = match.groups()
         if kind == "%":
             return "%"
+        if _too_large(width):
+            return "%!(BADWIDTH)"
+        if _too_large(precision):
+            return "%!(BADPREC)"
         if not values:
             return f"%!{kind}(MISSING)"
         value = values.pop(0)
@@ -121,6 +126,11 @@ def _sprintf(fmt: str, *args: Any) -> str:
         return text.ljust(int(width)) if "-" in flags and width else text.rjust(int(width or 0))
 
     return _VERB.sub(verb, fmt)
+
+
+def _too_large(number: str | None) -> bool:
+    """Go's fmt refuses widths and precisions above 1e6 (``%!(BADWIDTH)``)."""
+    return number is not None and number != "" and (len(number) > 7 or int(number) > MAX_WIDTH)
 
 
 def _date(days: int) -> Callable[..., str]:

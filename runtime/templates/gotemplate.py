@@ -23,6 +23,7 @@ from functools import partial
 from typing import Any
 
 from mdl.runtime.errors import TemplateError
+from mdl.runtime.templates.budget import Budget
 from mdl.runtime.templates.gofuncs import call
 from mdl.runtime.templates.goparse import (
     Action,
@@ -75,9 +76,13 @@ class Template:
                     found.update(name.lower() for name in arg.fields)
         return found
 
-    def execute(self, data: Any) -> str:
+    def execute(self, data: Any, budget: Budget | None = None) -> str:
+        """Render with ``data`` as dot, within ``budget`` (a fresh one if None)."""
         out: list[str] = []
-        _Executor(data, out).run(self.nodes, data)
+        try:
+            _Executor(data, out, budget or Budget()).run(self.nodes, data)
+        except RecursionError:
+            raise TemplateError("template: nested too deeply") from None
         return "".join(out)
 
     def with_response(self) -> Template:
@@ -94,7 +99,10 @@ class Template:
 
 def parse(source: str) -> Template:
     """Parse Go template text; TemplateError (with Go's wording where it has one) if invalid."""
-    return Template(parse_nodes(source))
+    try:
+        return Template(parse_nodes(source))
+    except RecursionError:
+        raise TemplateError("template: nested too deeply") from None
 
 
 def _walk_nodes(nodes: list[Node]) -> Iterator[Node]:
@@ -151,18 +159,24 @@ def _cut_list(nodes: list[Node], cut: list[bool]) -> list[Node]:
 
 
 class _Executor:
-    def __init__(self, root: Any, out: list[str]) -> None:
+    def __init__(self, root: Any, out: list[str], budget: Budget) -> None:
         self.out = out
+        self.budget = budget
         self.vars: list[tuple[str, Any]] = [("$", root)]
+
+    def write(self, text: str) -> None:
+        self.budget.emit(len(text))
+        self.out.append(text)
 
     def run(self, nodes: list[Node], dot: Any) -> None:
         for node in nodes:
+            self.budget.step()
             if isinstance(node, Text):
-                self.out.append(node.text)
+                self.write(node.text)
             elif isinstance(node, Action):
                 value = self.pipe(node.pipe, dot)
                 if not node.pipe.decl:
-                    self.out.append(go_print(value))
+                    self.write(go_print(value))
             elif isinstance(node, Branch):
                 mark = len(self.vars)
                 try:
@@ -187,23 +201,24 @@ class _Executor:
         value = self.pipe(Pipe(node.pipe.commands), dot)
         if isinstance(value, GoJSON):
             value = value.value
-        items: list[tuple[Any, Any]]
+        items: Iterator[tuple[Any, Any]]
         if value is None:
-            items = []
+            count, items = 0, iter(())
         elif isinstance(value, Mapping):
-            items = [(key, value[key]) for key in sorted(value)]
+            count, items = len(value), ((key, value[key]) for key in sorted(value))
         elif isinstance(value, int) and not isinstance(value, bool):
-            items = [(i, i) for i in range(value)]
+            count, items = value, ((i, i) for i in range(value))  # lazily: range 10**9 is fine
         elif isinstance(value, Sequence) and not isinstance(value, str):
-            items = list(enumerate(value))
+            count, items = len(value), enumerate(value)
         else:
             raise TemplateError(f"template: range can't iterate over {go_print(value)}")
-        if not items:
+        if count <= 0:
             if node.otherwise is not None:
                 self.run(node.otherwise, dot)
             return
         mark = len(self.vars)
         for key, item in items:
+            self.budget.step()
             del self.vars[mark:]
             if len(decl) == 2:
                 self.vars += [(decl[0], key), (decl[1], item)]

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mdl.runtime.messages import Message, Tool, ToolCall
+from mdl.runtime.templates.budget import Budget
 from mdl.runtime.templates.gotemplate import GoJSON, parse
 
 
@@ -27,7 +28,10 @@ class GoChatTemplate:
         self.supports_tools = "tools" in names
         self.supports_insert = "suffix" in names
 
-    def render(self, messages: Sequence[Message], tools: Sequence[Tool] = ()) -> str:
+    def render(
+        self, messages: Sequence[Message], tools: Sequence[Tool] = (), budget: Budget | None = None
+    ) -> str:
+        budget = budget or Budget()
         system, collated = collate(messages)
         if self.messages_mode:
             return self.template.execute(
@@ -38,22 +42,24 @@ class GoChatTemplate:
                     "Response": "",
                     "Think": False,
                     "IsThinkSet": False,
-                }
+                },
+                budget,
             )
-        return self._render_turns(collated)
+        return self._render_turns(collated, budget)
 
-    def render_insert(self, prompt: str, suffix: str) -> str:
+    def render_insert(self, prompt: str, suffix: str, budget: Budget | None = None) -> str:
         """Fill-in-the-middle: the template sees ``.Prompt`` and ``.Suffix``."""
         return self.template.execute(
-            {"Prompt": prompt, "Suffix": suffix, "Response": "", "Think": False}
+            {"Prompt": prompt, "Suffix": suffix, "Response": "", "Think": False}, budget
         )
 
-    def _render_turns(self, messages: Sequence[Message]) -> str:
+    def _render_turns(self, messages: Sequence[Message], budget: Budget) -> str:
         out: list[str] = []
         turn = {"System": "", "Prompt": "", "Response": ""}
 
         def flush() -> None:
-            out.append(self.template.execute({**turn, "Think": False, "IsThinkSet": False}))
+            data = {**turn, "Think": False, "IsThinkSet": False}
+            out.append(self.template.execute(data, budget))
             turn.update(System="", Prompt="", Response="")
 
         for message in messages:
@@ -68,7 +74,7 @@ class GoChatTemplate:
             elif message.role == "assistant":
                 turn["Response"] = message.content
         last = self.template.cut_after_response()
-        out.append(last.execute({**turn, "Think": False, "IsThinkSet": False}))
+        out.append(last.execute({**turn, "Think": False, "IsThinkSet": False}, budget))
         return "".join(out)
 
 

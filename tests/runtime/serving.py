@@ -29,6 +29,9 @@ from mdl.spec.reference import Reference
 from mdl.store.store import Store
 
 READY_TIMEOUT = 30.0
+MAX_CONTEXT = 32768
+"""``MDL_MAX_CONTEXT`` of the test servers: the tiny models were trained on 512 tokens only, and
+the tests that need long answers ask for more."""
 
 GO_TEMPLATE = (
     "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
@@ -81,6 +84,7 @@ class Served:
             **os.environ,
             "MDL_HOME": str(home),
             "MDL_HOST": self.host,
+            "MDL_MAX_CONTEXT": str(MAX_CONTEXT),
             **(env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None

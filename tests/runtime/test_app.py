@@ -24,7 +24,8 @@ def http(tmp_path: Path) -> Iterator[TestClient]:
     store = Store(tmp_path / "store")
     config = ServeConfig.from_env({"MDL_ORIGINS": "https://chat.example.com"})
     service = Service(ModelResolver(store), Scheduler(WorkerRunner.start))
-    with TestClient(create_app(service, Library(store), config.origins)) as client:
+    app = create_app(service, Library(store), config)
+    with TestClient(app, base_url="http://localhost:11434") as client:
         yield client
 
 
@@ -48,7 +49,7 @@ def test_allowed_origins(http: TestClient, origin: str) -> None:
 @pytest.mark.parametrize("origin", ["https://evil.example", "http://localhost.evil.example"])
 def test_other_origins_are_refused(http: TestClient, origin: str) -> None:
     status, allowed = preflight(http, origin)
-    assert status == 400 and allowed is None
+    assert status == 403 and allowed is None  # the browser guard, before CORS
 
 
 def test_simple_requests_carry_the_header(http: TestClient) -> None:

@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator, Sequence
 
 import pytest
 
-from mdl.runtime.errors import LoadFailed, ServerBusy
+from mdl.runtime.errors import LoadFailed, OutOfMemory, ServerBusy
 from mdl.runtime.runner import (
     CompletionRequest,
     Done,
@@ -95,8 +95,9 @@ async def test_memory_budget_evicts_before_the_count_does() -> None:
     await use(scheduler, want("a", size=60))
     await use(scheduler, want("b", size=60))
     assert names(scheduler) == ["b"] and factory.made[0].closed
-    await use(scheduler, want("huge", size=500))  # alone, it loads anyway
-    assert names(scheduler) == ["huge"]
+    with pytest.raises(OutOfMemory, match="num_ctx"):  # past the whole budget: refused
+        await use(scheduler, want("huge", size=500))
+    assert names(scheduler) == ["b"] and len(factory.made) == 2
     await scheduler.close()
 
 
