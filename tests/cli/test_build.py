@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 from pathlib import Path
@@ -10,7 +11,9 @@ from typing import Any
 
 import pytest
 from cli_runner import MdlRunner
-from ggufs import write_not_gguf, write_truncated
+from ggufs import write_not_gguf, write_truncated, write_wide_llama
+
+from mdl.spec.gguf import read_gguf_info
 
 GO_TEMPLATE = "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}{{ .Prompt }}"
 
@@ -297,3 +300,50 @@ def test_labels_and_iidfile(mdl: MdlRunner, work: Path) -> None:
     assert manifest["config"]["descriptor"]["version"] == "1.0"
     assert (work / "iid").read_text() == manifest["digest"]
     assert mdl("inspect", "l").json()["digest"] == manifest["digest"]
+
+
+def test_quantize_writes_the_type_the_config_records(
+    mdl: MdlRunner, mdl_home: Path, tmp_path: Path
+) -> None:
+    write_wide_llama(tmp_path / "wide.gguf", dtype="f16")
+    _modelfile(tmp_path, "FROM ./wide.gguf\n")
+    built = mdl("build", "--quantize", "q4_K_M", "-t", "wide:q4", "--json", cwd=tmp_path).json()
+    weights = _blob(mdl_home, built["layers"][0]["digest"])
+    written = read_gguf_info(io.BytesIO(weights), len(weights))
+    assert built["config"]["config"]["quantization"] == written.quantization == "Q4_K_M"
+    assert built["quantized"] == {
+        "from": "sha256:" + hashlib.sha256((tmp_path / "wide.gguf").read_bytes()).hexdigest(),
+        "type": "Q4_K_M",
+        "reused": False,
+    }
+    assert built["bytes_copied"] == len(weights) < (tmp_path / "wide.gguf").stat().st_size
+    again = mdl("build", "--quantize", "Q4_K_M", "-t", "wide:q4", "--json", cwd=tmp_path).json()
+    assert again["quantized"]["reused"] and again["bytes_copied"] == 0
+    assert again["digest"] == built["digest"]
+    quiet = mdl("build", "-q", "--quantize", "q4_K_M", cwd=tmp_path).out
+    assert quiet == f"{built['digest']}\n"
+    assert "--quantize" in mdl("build", "--help").out
+
+
+@pytest.mark.parametrize(
+    ("modelfile", "qtype", "message"),
+    [
+        ("FROM ./tiny.gguf\n", "q4_K_M", "rows of 64 elements, not a multiple of the 256"),
+        ("FROM base\n", "q8_0", "Modelfile:1: FROM base: cannot quantize to q8_0: the weights "
+         "are already quantized (Q4_0)"),
+        ("FROM ./tiny.gguf\n", "q4_k_x", "--quantize q4_k_x: unknown type; valid types: q4_0, "),
+    ],
+)  # fmt: skip
+def test_quantize_refusals_are_one_line_and_write_nothing(
+    mdl: MdlRunner, mdl_home: Path, work: Path, modelfile: str, qtype: str, message: str
+) -> None:
+    _modelfile(work, "FROM ./tiny.gguf\n", "Base")
+    mdl("build", "-f", "Base", "--quantize", "q4_0", "-t", "base", cwd=work)
+    before = _store_state(mdl_home)
+    _modelfile(work, modelfile)
+    failed = mdl("build", "--quantize", qtype, "-t", "bad", cwd=work, ok=False)
+    assert failed.code == 2
+    assert failed.err.startswith("Error: ") and message in failed.err
+    assert len(failed.err.strip().splitlines()) == 1
+    assert _store_state(mdl_home) == before
+    assert not list((mdl_home / "store" / "ingest").iterdir())
