@@ -1,7 +1,8 @@
 """Offline archives: models from the store as an OCI image layout in a tar, and back.
 
 ``save`` writes ``oci-layout``, the blobs and ``index.json`` (each entry naming its full
-reference in ``org.opencontainers.image.ref.name``), deterministically (sorted, zero times and
+reference in ``org.opencontainers.image.ref.name``; the models' referrers, such as signatures,
+as untagged entries), deterministically (sorted, zero times and
 owners), zstd-compressed when the file name ends in ``.zst``; ``skopeo copy oci-archive:FILE``
 reads the uncompressed form. ``load`` verifies every blob against the digest it is named by
 before it enters the store, and tags last.
@@ -40,6 +41,9 @@ def save(store: Store, refs: Sequence[Reference], path: Path) -> list[Descriptor
     entries = [
         store.resolve(ref).with_annotations({mt.ANNOTATION_REF_NAME: str(ref)}) for ref in refs
     ]
+    entries += [
+        r for e in list(entries) for r in store.referrers_deep(e.digest) if r not in entries
+    ]
     blobs = sorted({digest for entry in entries for digest in store.closure(entry)})
     partial = path.with_name(f".{path.name}.partial")
     with (
@@ -74,7 +78,10 @@ def load(store: Store, path: Path) -> list[str]:
         tagged = []
         for entry in doc.manifests:
             ref_name = entry.annotations.get(mt.ANNOTATION_REF_NAME)
-            if not ref_name or not store.exists(entry):
+            if not store.exists(entry):
+                continue
+            if not ref_name:
+                _attach_referrer(store, entry)
                 continue
             try:
                 ref = Reference.parse(ref_name)
@@ -83,6 +90,15 @@ def load(store: Store, path: Path) -> list[str]:
             store.tag(entry.with_annotations({}), ref)
             tagged.append(str(ref))
     return tagged
+
+
+def _attach_referrer(store: Store, entry: Descriptor) -> None:
+    """An untagged entry whose manifest names a subject (a signature) is kept as its referrer."""
+    if entry.media_type not in mt.MANIFEST_TYPES:
+        return
+    subject = store.read_manifest(entry).subject
+    if subject is not None:
+        store.attach(entry, subject.digest)
 
 
 def _load_blob(store: Store, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str) -> None:

@@ -29,6 +29,9 @@ from mdl.store.fsio import atomic_write
 from mdl.store.ingest import Ingest
 from mdl.store.lock import file_lock
 
+_MAX_REFERRERS = 1024
+"""A bound on the referrers walked from one subject, against a cycle of hand-made manifests."""
+
 
 @dataclass(frozen=True)
 class Tagged:
@@ -216,6 +219,17 @@ class Store:
                 raise NotFound(f"model {ref} not found")
             self._write_index([e for e in entries if e not in removed])
         return [Tagged(_ref_name(e) or str(e.digest), e) for e in removed]
+
+    def referrers_deep(self, subject: Digest) -> list[Descriptor]:
+        """The referrers of ``subject`` and of those in turn (a signature of an SBOM)."""
+        found: list[Descriptor] = []
+        pending = [subject]
+        while pending and len(found) < _MAX_REFERRERS:
+            for referrer in self.referrers(pending.pop()):
+                if referrer not in found:
+                    found.append(referrer)
+                    pending.append(referrer.digest)
+        return found
 
     # -- checking --------------------------------------------------------------------------
 

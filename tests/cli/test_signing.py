@@ -228,3 +228,16 @@ def test_an_encrypted_key_needs_its_passphrase(mdl: MdlRunner, tiny: str, tmp_pa
     assert "private key" in refused.err
     mdl("sign", tiny, "--key", str(tmp_path / "locked.key"), env=secret)
     mdl("verify", tiny, "--key", str(tmp_path / "locked.pub"))
+
+
+def test_save_and_load_carry_signatures(
+    mdl: MdlRunner, tiny: str, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    signed = mdl("sign", tiny, "--key", str(keys[0]), "--json").json()
+    archive = tmp_path / "tiny.tar.zst"
+    mdl("save", tiny, "-o", str(archive))
+    elsewhere = {"MDL_HOME": str(tmp_path / "elsewhere")}
+    mdl("load", "-i", str(archive), env=elsewhere)
+    run = mdl("verify", tiny, "--key", str(keys[1]), "--json", env=elsewhere).json()
+    assert [v["signature"] for v in run["verified"]] == [signed["digest"]]
+    assert [m["name"] for m in mdl("list", "--json", env=elsewhere).json()["models"]] == [tiny]
