@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -58,6 +59,14 @@ def serve(
         False, "--insecure", help="Allow plain HTTP on a non-loopback address."
     ),
     workers: int = typer.Option(1, "--workers", min=1, help="Server worker processes."),
+    origin: list[str] = typer.Option(
+        [],
+        "--origin",
+        help="More browser origins open mode answers (repeatable; default $MDL_ORIGINS).",
+    ),
+    max_uploads: int = typer.Option(
+        100, "--max-uploads", min=1, help="Open upload sessions allowed per repository."
+    ),
     access_log: bool = typer.Option(
         True, "--access-log/--no-access-log", help="JSON access log lines on stderr."
     ),
@@ -84,8 +93,14 @@ def serve(
         insecure=insecure,
         workers=workers,
         access_log=access_log,
+        origins=tuple(origin or _env_origins()),
+        max_uploads=max_uploads,
     )
     run(config)
+
+
+def _env_origins() -> list[str]:
+    return [o.strip() for o in os.environ.get("MDL_ORIGINS", "").split(",") if o.strip()]
 
 
 @registry_app.command()

@@ -1,13 +1,16 @@
 """``create_app``: the registry's routes, its error translation and its middleware, wired.
 
 Routes follow the distribution spec (end-1 … end-13) plus the catalog, ``/healthz``,
-``/metrics`` and, in token mode, ``/token``. Repository names hold ``/``, so they use
-Starlette's ``path`` convertor; the name is validated inside each endpoint (NAME_INVALID).
+``/metrics`` and, in token mode, ``/token``; the repository routes come from ``routes.SHAPES``,
+the table the access gate reads paths with. Outermost, before any routing, the browser guard
+refuses paths with control characters (every mode) and, in open mode, foreign hosts and
+cross-site requests (``mdl.spec.browser``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -23,12 +26,28 @@ from mdl.registry.context import Registry
 from mdl.registry.errors import ErrorCode, OCIError, response
 from mdl.registry.observe import Metrics, Observe
 from mdl.registry.repos import Repositories
-from mdl.registry.sessions import Uploads
+from mdl.registry.routes import SHAPES
+from mdl.registry.sessions import UploadLimits, Uploads
 from mdl.registry.storage.driver import StorageDriver
+from mdl.spec.browser import BrowserGuard, BrowserPolicy
 from mdl.spec.errors import StoreError, StoreFull
 
 log = logging.getLogger("mdl.registry")
-NAME = "/v2/{name:path}"
+Endpoint = Callable[[Request], Awaitable[Response]]
+ENDPOINTS: dict[tuple[str, str], Endpoint] = {
+    ("tags", "GET"): tags.tags_list,
+    ("manifest", "GET"): manifests.get,
+    ("manifest", "PUT"): manifests.put,
+    ("manifest", "DELETE"): manifests.delete,
+    ("uploads", "POST"): uploads.start,
+    ("upload", "PATCH"): uploads.patch,
+    ("upload", "PUT"): uploads.finish,
+    ("upload", "GET"): uploads.status,
+    ("upload", "DELETE"): uploads.cancel,
+    ("blob", "GET"): blobs.get,
+    ("blob", "DELETE"): blobs.delete,
+    ("referrers", "GET"): referrers.get,
+}
 
 
 async def base(request: Request) -> Response:
@@ -46,18 +65,11 @@ def routes(metrics: Metrics, with_token: bool) -> list[BaseRoute]:
     table: list[BaseRoute] = [
         Route("/v2/", base, methods=["GET"]),
         Route("/v2/_catalog", tags.catalog, methods=["GET"]),
-        Route(f"{NAME}/tags/list", tags.tags_list, methods=["GET"]),
-        Route(f"{NAME}/manifests/{{reference}}", manifests.get, methods=["GET", "HEAD"]),
-        Route(f"{NAME}/manifests/{{reference}}", manifests.put, methods=["PUT"]),
-        Route(f"{NAME}/manifests/{{reference}}", manifests.delete, methods=["DELETE"]),
-        Route(f"{NAME}/blobs/uploads/", uploads.start, methods=["POST"]),
-        Route(f"{NAME}/blobs/uploads/{{uuid}}", uploads.patch, methods=["PATCH"]),
-        Route(f"{NAME}/blobs/uploads/{{uuid}}", uploads.finish, methods=["PUT"]),
-        Route(f"{NAME}/blobs/uploads/{{uuid}}", uploads.status, methods=["GET"]),
-        Route(f"{NAME}/blobs/uploads/{{uuid}}", uploads.cancel, methods=["DELETE"]),
-        Route(f"{NAME}/blobs/{{digest}}", blobs.get, methods=["GET", "HEAD"]),
-        Route(f"{NAME}/blobs/{{digest}}", blobs.delete, methods=["DELETE"]),
-        Route(f"{NAME}/referrers/{{digest}}", referrers.get, methods=["GET"]),
+        *(
+            Route(shape.path, ENDPOINTS[(shape.kind, method)], methods=[method])
+            for shape in SHAPES
+            for method in shape.methods
+        ),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
@@ -88,16 +100,33 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return response(OCIError(ErrorCode.INTERNAL))
 
 
+def _browser_error(status: int, message: str) -> object:
+    code = ErrorCode.BAD_REQUEST if status == 400 else ErrorCode.DENIED
+    return OCIError(code, message).envelope()
+
+
 def create_app(
-    driver: StorageDriver, *, auth: AuthSettings | None = None, read_only: bool = False
+    driver: StorageDriver,
+    *,
+    auth: AuthSettings | None = None,
+    read_only: bool = False,
+    browser: BrowserPolicy | None = None,
+    limits: UploadLimits | None = None,
 ) -> Starlette:
-    """The registry over ``driver``; ``auth`` None means open access (the loopback default)."""
+    """The registry over ``driver``; ``auth`` None means open access (the loopback default).
+
+    ``browser`` is the host/origin policy open access answers browsers with; with auth (or
+    None) only the path check applies.
+    """
     repos = Repositories(driver)
     metrics = Metrics()
     app = Starlette(
         routes=routes(metrics, with_token=auth is not None and auth.issuer is not None),
         middleware=[
             Middleware(Observe, metrics=metrics),
+            Middleware(
+                BrowserGuard, policy=browser if auth is None else None, error_body=_browser_error
+            ),
             Middleware(Gate, auth=auth, read_only=read_only),
         ],
         exception_handlers={
@@ -107,7 +136,8 @@ def create_app(
             Exception: _unexpected,
         },
     )
-    app.state.registry = Registry(repos, Uploads(repos), open_access=auth is None)
+    uploads_ = Uploads(repos, limits or UploadLimits())
+    app.state.registry = Registry(repos, uploads_, open_access=auth is None)
     if auth is not None:
         app.state.auth = auth
     return app

@@ -36,7 +36,7 @@ async def get(request: Request) -> Response:
     name = names.repository(request.path_params["name"])
     digest = names.digest(request.path_params["digest"])
     repos = registry(request).repos
-    stat = repos.blob_stat(name, digest)
+    stat = await run_in_threadpool(repos.blob_stat, name, digest)
     headers = {
         "Docker-Content-Digest": str(digest),
         "Accept-Ranges": "bytes",
@@ -91,5 +91,5 @@ async def _pieces(reader: BinaryIO, offset: int, length: int) -> AsyncIterator[b
 async def delete(request: Request) -> Response:
     name = names.repository(request.path_params["name"])
     digest = names.digest(request.path_params["digest"])
-    registry(request).repos.unlink_blob(name, digest)
+    await run_in_threadpool(registry(request).repos.unlink_blob, name, digest)
     return Response(status_code=202, headers={"Content-Length": "0"})

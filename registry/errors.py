@@ -40,11 +40,15 @@ class ErrorCode(Enum):
     TAG_INVALID = ("TAG_INVALID", 400, "invalid tag")
     PAGINATION_NUMBER_INVALID = ("PAGINATION_NUMBER_INVALID", 400, "invalid number of results")
     RANGE_NOT_SATISFIABLE = ("RANGE_INVALID", 416, "requested range not satisfiable")
+    TOO_MANY_UPLOADS = ("TOOMANYREQUESTS", 429, "too many upload sessions open in this repository")
+    UPLOAD_BUSY = ("BLOB_UPLOAD_INVALID", 409, "another request is writing to this upload")
     UNAUTHORIZED = ("UNAUTHORIZED", 401, "authentication required")
+    TOO_MANY_LOGINS = ("TOOMANYREQUESTS", 429, "too many failed logins; retry later")
     DENIED = ("DENIED", 403, "requested access to the resource is denied")
     UNSUPPORTED = ("UNSUPPORTED", 405, "the operation is unsupported")
     READ_ONLY = ("UNSUPPORTED", 405, "the registry is read-only")
     NOT_FOUND = ("NOT_FOUND", 404, "no such endpoint")
+    BAD_REQUEST = ("UNSUPPORTED", 400, "malformed request")
     STORAGE_FULL = ("UNKNOWN", 507, "no space left in the registry's storage")
     INTERNAL = ("UNKNOWN", 500, "internal server error")
 
@@ -72,11 +76,14 @@ class OCIError(Exception):
         self.detail = detail
         self.headers = dict(headers or {})
 
-    def body(self) -> bytes:
+    def envelope(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"code": self.code.code, "message": self.code.message}
         if self.detail is not None:
             entry["detail"] = self.detail
-        return json.dumps({"errors": [entry]}).encode()
+        return {"errors": [entry]}
+
+    def body(self) -> bytes:
+        return json.dumps(self.envelope()).encode()
 
 
 def response(error: OCIError) -> Response:

@@ -3,9 +3,9 @@
 Mark: every manifest revision of every repository, and the config, layers and children it
 names. Sweep: a blob nothing marks goes, unless its bytes or a link to it are younger than the
 grace period (an upload whose manifest is still on its way); links to swept blobs go with them;
-upload sessions idle longer than the expiry go. The whole run holds the storage's gc lock
-exclusively, and pushes hold it shared while they link content, so a push in flight is never
-half swept.
+upload sessions idle longer than the expiry go, unless a request holds one right now. The whole
+run holds the storage's gc lock exclusively, and pushes hold it shared while they link content,
+so a push in flight is never half swept.
 """
 
 from __future__ import annotations
@@ -70,10 +70,9 @@ def collect(
                 else:
                     stale_links.setdefault(digest, []).append(key)
             for upload_id in driver.list(paths.uploads(name)):
-                if now - uploads.last_active(name, upload_id) > upload_expiry:
+                idle = now - uploads.last_active(name, upload_id) > upload_expiry
+                if idle and (dry_run or uploads.expire(name, upload_id, upload_expiry)):
                     report.uploads += 1
-                    if not dry_run:
-                        uploads.cancel(name, upload_id)
         for digest, key in _blobs(driver):
             if digest in marked or digest in fresh or _age(driver, key, now) < grace_period:
                 report.kept += 1

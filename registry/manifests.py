@@ -1,8 +1,9 @@
 """Manifest endpoints: GET/HEAD by tag or digest, PUT (validated, ``?tag=`` extra tags), DELETE.
 
 A PUT is refused unless every blob the manifest names is linked in the repository (and every
-child of an index is there); the check and the write happen under the shared gc lock, so a
-concurrent ``mdl registry gc`` never sweeps what a new manifest refers to.
+child of an index is there), each of the size its descriptor states; the check and the write
+happen under the shared gc lock, so a concurrent ``mdl registry gc`` never sweeps what a new
+manifest refers to.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from starlette.responses import Response
 from mdl.registry import names
 from mdl.registry.context import registry
 from mdl.registry.errors import ErrorCode, OCIError
+from mdl.registry.numbers import decimal
 from mdl.registry.repos import Repositories, Revision
 from mdl.registry.validation import KNOWN_TYPES, Checked, check
+from mdl.spec.descriptor import Descriptor
 from mdl.spec.digest import Digest
 from mdl.spec.manifest import MAX_MANIFEST_BYTES
 
@@ -24,7 +27,7 @@ async def get(request: Request) -> Response:
     name = names.repository(request.path_params["name"])
     reference = names.reference(request.path_params["reference"])
     repos = registry(request).repos
-    revision = repos.resolve(name, reference)
+    revision = await run_in_threadpool(repos.resolve, name, reference)
     if not isinstance(reference, Digest) and not acceptable(
         request.headers.getlist("accept"), revision.media_type
     ):
@@ -39,7 +42,7 @@ async def get(request: Request) -> Response:
     }
     if request.method == "HEAD":
         return Response(status_code=200, headers=headers, media_type=revision.media_type)
-    data = repos.manifest_bytes(revision)
+    data = await run_in_threadpool(repos.manifest_bytes, revision)
     return Response(data, status_code=200, headers=headers, media_type=revision.media_type)
 
 
@@ -65,16 +68,12 @@ async def put(request: Request) -> Response:
     reference = names.reference(request.path_params["reference"])
     extra_tags = [names.tag(t) for t in request.query_params.getlist("tag")]
     data = await _read_body(request)
-    if isinstance(reference, Digest):
-        digest = Digest.of(data, reference.algorithm)
-        if digest != reference:
-            raise OCIError(
-                ErrorCode.DIGEST_INVALID, {"digest": str(reference), "actual": str(digest)}
-            )
-    else:
-        digest = Digest.of(data)
+    algorithm = reference.algorithm if isinstance(reference, Digest) else "sha256"
+    digest = await run_in_threadpool(Digest.of, data, algorithm)
+    if isinstance(reference, Digest) and digest != reference:
+        raise OCIError(ErrorCode.DIGEST_INVALID, {"digest": str(reference), "actual": str(digest)})
     content_type = (request.headers.get("content-type") or "").split(";", 1)[0].strip() or None
-    checked = check(data, content_type, digest)
+    checked = await run_in_threadpool(check, data, content_type, digest)
     tags = [*([] if isinstance(reference, Digest) else [reference]), *extra_tags]
     repos = registry(request).repos
     await run_in_threadpool(_store, repos, name, digest, data, checked, tags)
@@ -91,9 +90,9 @@ async def put(request: Request) -> Response:
 
 
 async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length", "").strip()
-    if declared.isdigit() and int(declared) > MAX_MANIFEST_BYTES:
-        raise OCIError(ErrorCode.MANIFEST_TOO_LARGE, {"size": int(declared)})
+    declared = decimal(request.headers.get("content-length", "").strip())
+    if declared is not None and declared > MAX_MANIFEST_BYTES:
+        raise OCIError(ErrorCode.MANIFEST_TOO_LARGE, {"size": declared})
     body = bytearray()
     async for piece in request.stream():
         body += piece
@@ -112,16 +111,28 @@ def _store(
 ) -> None:
     with repos.gc_lock():
         for blob in checked.blobs:
-            if not repos.has_blob(name, blob):
-                raise OCIError(ErrorCode.MANIFEST_BLOB_UNKNOWN, {"digest": str(blob)})
-            repos.link_blob(name, blob)
+            _check_size(blob, repos.blob_size(name, blob.digest))
+            repos.link_blob(name, blob.digest)
         for child in checked.manifests:
-            if not (repos.has_revision(name, child) or repos.has_blob(name, child)):
-                raise OCIError(ErrorCode.MANIFEST_BLOB_UNKNOWN, {"digest": str(child)})
+            if repos.has_revision(name, child.digest):
+                size: int | None = repos.revision(name, child.digest).size
+            else:
+                size = repos.blob_size(name, child.digest)
+            _check_size(child, size)
         revision = Revision(digest, checked.media_type, len(data), checked.subject)
         repos.put_manifest(name, revision, data, checked.referrer)
         for tag in tags:
             repos.tag(name, tag, digest)
+
+
+def _check_size(descriptor: Descriptor, stored: int | None) -> None:
+    """MANIFEST_BLOB_UNKNOWN when the repository lacks it, MANIFEST_INVALID when its size lies."""
+    detail: dict[str, object] = {"digest": str(descriptor.digest)}
+    if stored is None:
+        raise OCIError(ErrorCode.MANIFEST_BLOB_UNKNOWN, detail)
+    if stored != descriptor.size:
+        detail |= {"size": descriptor.size, "stored": stored}
+        raise OCIError(ErrorCode.MANIFEST_INVALID, detail)
 
 
 async def delete(request: Request) -> Response:

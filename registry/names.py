@@ -1,8 +1,8 @@
-"""The distribution spec's grammar for what URLs carry: repository names, tags, digests.
+"""What URLs carry (repository names, tags, digests, upload ids), checked with ``mdl.spec``'s
+one grammar and turned into the registry's errors.
 
 Everything from a URL passes through here before it becomes a storage key, so no name can
-climb out of its directory: components are ``[a-z0-9]`` runs joined by ``.``, ``_``, ``__`` or
-``-``, which excludes ``..``, empty components and absolute paths.
+climb out of its directory: the grammar excludes ``..``, empty components and absolute paths.
 """
 
 from __future__ import annotations
@@ -12,16 +12,11 @@ import re
 from mdl.registry.errors import ErrorCode, OCIError
 from mdl.spec.digest import Digest
 from mdl.spec.errors import InvalidReference
+from mdl.spec.reference import is_repository, is_tag
 
-MAX_NAME_LENGTH = 255
-_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-_NAME = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 
-
-def is_repository(name: str) -> bool:
-    return len(name) <= MAX_NAME_LENGTH and bool(_NAME.fullmatch(name))
+__all__ = ["digest", "is_repository", "is_tag", "reference", "repository", "tag", "upload_id"]
 
 
 def repository(name: str) -> str:
@@ -29,10 +24,6 @@ def repository(name: str) -> str:
     if not is_repository(name):
         raise OCIError(ErrorCode.NAME_INVALID, {"name": name[:300]})
     return name
-
-
-def is_tag(text: str) -> bool:
-    return bool(_TAG.fullmatch(text))
 
 
 def tag(text: str) -> str:

@@ -21,6 +21,8 @@ from mdl.registry.context import ACCESS_SCOPE_KEY
 
 access_log = logging.getLogger("mdl.registry.access")
 API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Counted by name; any other method a client invents is counted as ``OTHER`` (bounded labels)."""
 
 
 class Metrics:
@@ -35,7 +37,7 @@ class Metrics:
     def record(
         self, method: str, status: int, bytes_in: int, bytes_out: int, seconds: float
     ) -> None:
-        self.requests[(method, status)] += 1
+        self.requests[(method if method in METHODS else "OTHER", status)] += 1
         self.bytes_in += bytes_in
         self.bytes_out += bytes_out
         self.seconds += seconds

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import urlencode
 
 from mdl.registry.errors import ErrorCode, OCIError
+from mdl.registry.numbers import decimal
 
 MAX_PAGE = 10_000
 
@@ -16,9 +17,10 @@ def page_size(params: Mapping[str, str]) -> int | None:
     text = params.get("n")
     if text is None or text == "":
         return None
-    if not text.isdigit() or int(text) > MAX_PAGE:
+    n = decimal(text)
+    if n is None or n > MAX_PAGE:
         raise OCIError(ErrorCode.PAGINATION_NUMBER_INVALID, {"n": text[:50]})
-    return int(text)
+    return n
 
 
 def paginate(items: Sequence[str], n: int | None, last: str | None) -> tuple[list[str], str | None]:

@@ -9,7 +9,8 @@
     │   ├── _manifests/revisions/<alg>/<hex>           link: {"mediaType", "size", "subject"?, ...}
     │   ├── _manifests/tags/<tag>                      the digest the tag names (text)
     │   ├── _referrers/<alg>/<hex>/<alg>-<hex>         subject -> referrer descriptor (JSON)
-    │   └── _uploads/<uuid>/{data,info}                an upload session: bytes so far, metadata
+    │   └── _uploads/<uuid>/{data,info,state,.lock}    an upload session: bytes so far, metadata,
+    │                                                  size+stamp of its last change, its lock
     └── .gc.lock                                       pushes hold it shared, gc exclusive
 
 Names, tags and digests reach this module only after ``names`` validated them.
@@ -79,3 +80,11 @@ def upload_info(name: str, upload_id: str) -> str:
 
 def upload_dir(name: str, upload_id: str) -> str:
     return f"{REPOSITORIES}/{name}/_uploads/{upload_id}"
+
+
+def upload_state(name: str, upload_id: str) -> str:
+    return f"{REPOSITORIES}/{name}/_uploads/{upload_id}/state"
+
+
+def upload_lock(name: str, upload_id: str) -> str:
+    return f"{REPOSITORIES}/{name}/_uploads/{upload_id}/.lock"

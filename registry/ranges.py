@@ -1,14 +1,17 @@
 """Pure parsers for the two range headers the registry reads.
 
 ``Range: bytes=500-1499`` on a blob GET, and ``Content-Range: 0-1023`` on an upload chunk.
+Numbers are ASCII digits, and one too long to matter is capped (``numbers.capped``).
 """
 
 from __future__ import annotations
 
 import re
 
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
-_CONTENT_RANGE = re.compile(r"(?:bytes )?(\d+)-(\d+)(?:/(?:\d+|\*))?")
+from mdl.registry.numbers import capped
+
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+_CONTENT_RANGE = re.compile(r"(?:bytes )?([0-9]+)-([0-9]+)(?:/(?:[0-9]+|\*))?")
 
 
 class Unsatisfiable(Exception):
@@ -30,12 +33,12 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     first_text, last_text = match.groups()
     if not first_text:
-        suffix = int(last_text)
+        suffix = capped(last_text)
         if suffix == 0 or size == 0:
             raise Unsatisfiable(header)
         return max(size - suffix, 0), size - 1
-    first = int(first_text)
-    last = int(last_text) if last_text else size - 1
+    first = capped(first_text)
+    last = capped(last_text) if last_text else size - 1
     if first > last or first >= size:
         raise Unsatisfiable(header)
     return first, min(last, size - 1)
@@ -46,7 +49,7 @@ def content_range(header: str) -> tuple[int, int] | None:
     match = _CONTENT_RANGE.fullmatch(header.strip())
     if not match:
         return None
-    first, last = int(match.group(1)), int(match.group(2))
+    first, last = capped(match.group(1)), capped(match.group(2))
     return (first, last) if first <= last else None
 
 

@@ -63,6 +63,15 @@ class Repositories:
         except PathNotFound:
             raise OCIError(ErrorCode.BLOB_UNKNOWN, {"digest": str(digest)}) from None
 
+    def blob_size(self, name: str, digest: Digest) -> int | None:
+        """The size of a blob ``name`` links; None when it does not."""
+        if not self.driver.exists(paths.layer_link(name, digest)):
+            return None
+        try:
+            return self.driver.stat(paths.blob(digest)).size
+        except PathNotFound:
+            return None
+
     def has_blob(self, name: str, digest: Digest) -> bool:
         return self.driver.exists(paths.layer_link(name, digest)) and self.driver.exists(
             paths.blob(digest)
@@ -118,9 +127,7 @@ class Repositories:
         self, name: str, revision: Revision, data: bytes, referrer: dict[str, Any] | None
     ) -> None:
         """Store the bytes, link the revision and, for a manifest with a subject, its referrer."""
-        blob = paths.blob(revision.digest)
-        if not self.driver.exists(blob):
-            self.driver.write(blob, data)
+        self.driver.write(paths.blob(revision.digest), data)  # verified: data hashes to it
         if revision.subject and referrer is not None:
             key = paths.referrer(name, revision.subject, revision.digest)
             self.driver.write(key, json.dumps(referrer).encode())

@@ -7,10 +7,10 @@ environment variable; each worker calls ``app_from_env``.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
+import re
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,11 +22,14 @@ from mdl.registry.auth.gate import AuthSettings
 from mdl.registry.auth.htpasswd import Htpasswd
 from mdl.registry.auth.policy import Policy
 from mdl.registry.auth.tokens import TokenIssuer, load_or_create_key
+from mdl.registry.sessions import DEFAULT_MAX_UPLOADS, UploadLimits
 from mdl.registry.storage.filesystem import FilesystemDriver
+from mdl.spec.browser import BrowserPolicy, is_loopback
 from mdl.spec.errors import MdlError
 
 CONFIG_ENV = "MDL_REGISTRY_CONFIG"
 TOKEN_KEY_FILE = ".token-key.pem"
+_UNQUOTABLE = re.compile(r'["\\\x00-\x1f\x7f]')
 
 
 class ServeError(MdlError):
@@ -53,6 +56,10 @@ class ServeConfig:
     insecure: bool = False
     workers: int = 1
     access_log: bool = True
+    origins: tuple[str, ...] = ()
+    """More browser origins open access answers (``MDL_ORIGINS``), as ``mdl serve`` takes."""
+    max_uploads: int = DEFAULT_MAX_UPLOADS
+    """Open upload sessions per repository."""
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -61,6 +68,7 @@ class ServeConfig:
     def from_env(cls, text: str) -> ServeConfig:
         fields = json.loads(text)
         fields["anonymous_pull"] = tuple(fields.get("anonymous_pull", ()))
+        fields["origins"] = tuple(fields.get("origins", ()))
         return cls(**fields)
 
 
@@ -79,16 +87,12 @@ def check(config: ServeConfig) -> None:
         )
     if config.auth == "none" and (config.policy or config.anonymous_pull):
         raise ServeError("--policy and --anonymous-pull need --htpasswd or --auth token")
+    for flag, value in (("--service", config.service), ("--realm", config.realm or "")):
+        if _UNQUOTABLE.search(value):
+            raise ServeError(f"{flag} must not hold quotes, backslashes or control characters")
+    if config.max_uploads < 1:
+        raise ServeError("--max-uploads must be at least 1")
     build_app(config)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def auth_settings(config: ServeConfig) -> AuthSettings | None:
@@ -109,7 +113,13 @@ def auth_settings(config: ServeConfig) -> AuthSettings | None:
 
 def build_app(config: ServeConfig) -> Starlette:
     driver = FilesystemDriver(Path(config.root))
-    return create_app(driver, auth=auth_settings(config), read_only=config.read_only)
+    return create_app(
+        driver,
+        auth=auth_settings(config),
+        read_only=config.read_only,
+        browser=BrowserPolicy.create(config.host, config.origins),
+        limits=UploadLimits(per_repository=config.max_uploads),
+    )
 
 
 def app_from_env() -> Starlette:

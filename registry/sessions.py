@@ -1,98 +1,246 @@
 """Upload sessions: bytes appended in order, hashed as they arrive, verified, then published.
 
-A session is two objects in storage (``_uploads/<uuid>/data`` and ``info``), so it survives a
-restart: the offset is the data's size, and a hasher lost with the process is rebuilt by reading
-the data once. The hasher kept in memory is trusted only while its offset equals the data size.
-Commit runs distribution's steps in order: verify, move into ``blobs/``, link, clean up; a
-mismatching upload is discarded and never stored.
+A session is objects in storage (``_uploads/<uuid>/data``, ``info``, ``state``), so it survives
+a restart and is shared by every process serving the same root. A request that changes a
+session holds its lock (``.lock``, across processes) from its first look at the session to its
+last write; a second request meanwhile gets UPLOAD_BUSY (409) at once rather than waiting. Every
+change ends by writing ``state``: the data's size and a fresh random stamp. A running hash kept
+in memory is trusted only by the process that wrote the current stamp, at the size it wrote; in
+any other case (another process wrote last, a chunk failed half-way, a restart) the hash is not
+carried on, and the commit hashes the data from storage instead.
+
+Commit runs distribution's steps in order, under the session's lock: verify, move into
+``blobs/`` (replacing any blob of that digest: only verified bytes are ever put there), link,
+clean up; a mismatching upload is discarded and never stored. Sessions are bounded per
+repository; a full repository first drops its sessions idle longer than the expiry.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
+import secrets
+import threading
 import time
 import uuid
-import weakref
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from mdl.registry import paths
 from mdl.registry.errors import ErrorCode, OCIError
 from mdl.registry.repos import Repositories
-from mdl.registry.storage.driver import Appender, PathNotFound
+from mdl.registry.storage.driver import Appender, LockBusy, PathNotFound
 from mdl.spec.digest import HEX_LENGTHS, Digest
 
 READ_CHUNK = 4 * 1024 * 1024
 DEFAULT_ALGORITHM = "sha256"
+DEFAULT_MAX_UPLOADS = 100
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    per_repository: int = DEFAULT_MAX_UPLOADS
+    """Open sessions one repository may have (TOO_MANY_UPLOADS, 429, beyond)."""
+    expiry: float = 86400.0
+    """Seconds idle after which a session may be dropped to make room (``gc`` uses its own)."""
+    cached_hashes: int = 1024
+    """Running hashes kept in memory at most; one forgotten costs a re-read at its commit."""
 
 
 @dataclass
 class _Hashing:
     hasher: Any  # hashlib's _Hash (no public type)
     size: int
+    stamp: str
+    used: float
 
 
 class Sink:
-    """Appends to one session; hashes what it writes. Sync: call it from a worker thread.
+    """Appends to one session; hashes what it writes when the session's hash is trusted.
+    Sync: call it from a worker thread.
 
     hashlib and the write both release the GIL on large buffers, so each buffer is hashed on
     the sink's own thread while it is being written.
     """
 
-    def __init__(self, appender: Appender, hashing: _Hashing) -> None:
+    def __init__(self, appender: Appender, hasher: Any | None) -> None:
         self.appender = appender
-        self.hashing = hashing
-        self._hasher_thread = ThreadPoolExecutor(max_workers=1)
+        self.hasher = hasher
+        self._hasher_thread = ThreadPoolExecutor(max_workers=1) if hasher is not None else None
 
     @property
     def size(self) -> int:
         return self.appender.size
 
     def write(self, data: bytes | bytearray) -> None:
-        hashed = self._hasher_thread.submit(self.hashing.hasher.update, data)
+        if self._hasher_thread is None or self.hasher is None:
+            self.appender.write(data)
+            return
+        hashed = self._hasher_thread.submit(self.hasher.update, data)
         try:
             self.appender.write(data)
         finally:
             hashed.result()
-        self.hashing.size += len(data)
 
     def close(self) -> None:
-        self._hasher_thread.shutdown()
+        if self._hasher_thread is not None:
+            self._hasher_thread.shutdown()
         self.appender.close()
+
+
+class Session:
+    """One upload, held by one request: its lock across processes is taken until ``release``.
+
+    Sync (storage I/O and hashing): call every method from a worker thread.
+    """
+
+    def __init__(
+        self,
+        uploads: Uploads,
+        name: str,
+        upload_id: str,
+        held: AbstractContextManager[None],
+        hashing: _Hashing | None,
+    ) -> None:
+        self.uploads = uploads
+        self.name = name
+        self.upload_id = upload_id
+        self._held: AbstractContextManager[None] | None = held
+        self._hashing = hashing
+        self.size = uploads.offset(name, upload_id)
+
+    def sink(self, algorithm: str | None = None) -> Sink:
+        """A sink at the session's end. ``algorithm`` switches the hash of an empty session."""
+        wanted = algorithm or self._algorithm()
+        if self.size == 0 and (self._hashing is None or self._hashing.hasher.name != wanted):
+            self._hashing = _Hashing(hashlib.new(wanted), 0, "", time.monotonic())
+        hasher = self._hashing.hasher if self._hashing is not None else None
+        appender = self.uploads.driver.appender(paths.upload_data(self.name, self.upload_id))
+        return Sink(appender, hasher)
+
+    def appended(self, sink: Sink, *, ok: bool, keep_until: int | None = None) -> None:
+        """Close ``sink`` and record the change. A failed append is cut back to ``keep_until``
+        (when given) and leaves the hash untrusted."""
+        try:
+            sink.close()
+            if not ok and keep_until is not None:
+                self._truncate(keep_until)
+        finally:
+            if not ok:
+                self._hashing = None
+            self.size = self.uploads.offset(self.name, self.upload_id)
+            self._stamp()
+
+    def commit(self, digest: Digest) -> None:
+        """Verify the session's bytes against ``digest``, publish them and link them to the
+        repository. DIGEST_INVALID (and the session is gone) when the content is not ``digest``.
+        """
+        actual = self._digest(digest.algorithm)
+        if actual != digest:
+            self.cancel()
+            raise OCIError(ErrorCode.DIGEST_INVALID, {"digest": str(digest), "actual": str(actual)})
+        driver = self.uploads.driver
+        data = paths.upload_data(self.name, self.upload_id)
+        if self.size == 0:
+            driver.appender(data).close()  # an empty blob has no data object yet
+        with self.uploads.repos.gc_lock():
+            driver.move(data, paths.blob(digest))
+            self.uploads.repos.link_blob(self.name, digest)
+        self.cancel()
+
+    def cancel(self) -> None:
+        """Forget the session and its bytes; idempotent."""
+        self.uploads.forget(self.name, self.upload_id)
+        self.uploads.driver.delete(paths.upload_dir(self.name, self.upload_id))
+
+    def release(self) -> None:
+        """Let the next request have the session; idempotent."""
+        held, self._held = self._held, None
+        if held is not None:
+            held.__exit__(None, None, None)
+
+    def _digest(self, algorithm: str) -> Digest:
+        hashing = self._hashing
+        if hashing is None or hashing.hasher.name != algorithm or hashing.size != self.size:
+            return self._rehash(algorithm)
+        return Digest(algorithm, hashing.hasher.hexdigest())
+
+    def _rehash(self, algorithm: str) -> Digest:
+        hasher = hashlib.new(algorithm)
+        try:
+            data = self.uploads.driver.open(paths.upload_data(self.name, self.upload_id))
+        except PathNotFound:
+            return Digest(algorithm, hasher.hexdigest())
+        with data:
+            while chunk := data.read(READ_CHUNK):
+                hasher.update(chunk)
+        return Digest(algorithm, hasher.hexdigest())
+
+    def _truncate(self, size: int) -> None:
+        appender = self.uploads.driver.appender(paths.upload_data(self.name, self.upload_id))
+        try:
+            appender.truncate(size)
+        finally:
+            appender.close()
+
+    def _stamp(self) -> None:
+        stamp = secrets.token_hex(16)
+        state = {"size": self.size, "stamp": stamp}
+        self.uploads.driver.write(
+            paths.upload_state(self.name, self.upload_id), json.dumps(state).encode()
+        )
+        if self._hashing is not None:
+            self._hashing.size, self._hashing.stamp = self.size, stamp
+            self.uploads.remember(self.name, self.upload_id, self._hashing)
+        else:
+            self.uploads.forget(self.name, self.upload_id)
+
+    def _algorithm(self) -> str:
+        if self._hashing is not None:
+            return str(self._hashing.hasher.name)
+        return self.uploads.algorithm(self.name, self.upload_id)
 
 
 class Uploads:
     """The upload sessions of every repository in one storage."""
 
-    def __init__(self, repos: Repositories) -> None:
+    def __init__(self, repos: Repositories, limits: UploadLimits | None = None) -> None:
         self.driver = repos.driver
         self.repos = repos
-        self._hashing: dict[tuple[str, str], _Hashing] = {}
-        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
+        self.limits = limits or UploadLimits()
+        self._hashing: OrderedDict[tuple[str, str], _Hashing] = OrderedDict()
+        self._cache_mutex = threading.Lock()  # sessions are handled on several threads
 
     def create(self, name: str, algorithm: str | None = None) -> str:
-        """A new empty session; ``algorithm`` (sha256 or sha512) picks the running hash."""
+        """A new empty session; ``algorithm`` (sha256 or sha512) picks the running hash.
+        TOO_MANY_UPLOADS when the repository has as many open as the limit allows."""
         algorithm = algorithm or DEFAULT_ALGORITHM
         if algorithm not in HEX_LENGTHS:
             raise OCIError(ErrorCode.DIGEST_INVALID, {"digest-algorithm": algorithm})
+        self._make_room(name)
         upload_id = uuid.uuid4().hex
         info = {"startedAt": time.time(), "algorithm": algorithm}
         self.driver.write(paths.upload_info(name, upload_id), json.dumps(info).encode())
-        self._hashing[(name, upload_id)] = _Hashing(hashlib.new(algorithm), 0)
         return upload_id
 
-    def lock(self, name: str, upload_id: str) -> asyncio.Lock:
-        """One request at a time per session, within this process."""
-        key = (name, upload_id)
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
+    def hold(self, name: str, upload_id: str) -> Session:
+        """The session, locked for this request: BLOB_UPLOAD_UNKNOWN for no such session,
+        UPLOAD_BUSY while another request (in any process) holds it."""
+        try:
+            held = self.driver.lock(paths.upload_lock(name, upload_id), exclusive=True, wait=False)
+            held.__enter__()
+        except PathNotFound:
+            raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, {"uuid": upload_id}) from None
+        except LockBusy:
+            raise OCIError(ErrorCode.UPLOAD_BUSY, {"uuid": upload_id}) from None
+        try:
+            return Session(self, name, upload_id, held, self._trusted(name, upload_id))
+        except BaseException:
+            held.__exit__(None, None, None)
+            raise
 
     def offset(self, name: str, upload_id: str) -> int:
         """Bytes received so far; BLOB_UPLOAD_UNKNOWN for no such session.
@@ -107,79 +255,28 @@ class Uploads:
                 return 0
             raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, {"uuid": upload_id}) from None
 
-    def open(self, name: str, upload_id: str, algorithm: str | None = None) -> Sink:
-        """A sink at the session's end (rehashing the data if this process lost its hasher).
-
-        ``algorithm`` switches the running hash of a session that holds no bytes yet.
-        """
-        self.offset(name, upload_id)
-        appender = self.driver.appender(paths.upload_data(name, upload_id))
-        hashing = self._hashing_for(name, upload_id, appender.size, algorithm)
-        return Sink(appender, hashing)
-
-    def _hashing_for(self, name: str, upload_id: str, size: int, algorithm: str | None) -> _Hashing:
-        key = (name, upload_id)
-        hashing = self._hashing.get(key)
-        wanted = algorithm or (hashing.hasher.name if hashing else self._algorithm(name, upload_id))
-        if hashing is None or hashing.size != size or hashing.hasher.name != wanted:
-            hashing = self._rehash(name, upload_id, wanted)
-            self._hashing[key] = hashing
-        return hashing
-
-    def _algorithm(self, name: str, upload_id: str) -> str:
+    def algorithm(self, name: str, upload_id: str) -> str:
         try:
             info = json.loads(self.driver.read(paths.upload_info(name, upload_id)))
             algorithm = str(info.get("algorithm", DEFAULT_ALGORITHM))
-        except (PathNotFound, ValueError):
+        except (PathNotFound, ValueError, AttributeError):
             return DEFAULT_ALGORITHM
         return algorithm if algorithm in HEX_LENGTHS else DEFAULT_ALGORITHM
 
-    def _rehash(self, name: str, upload_id: str, algorithm: str) -> _Hashing:
-        hasher = hashlib.new(algorithm)
-        size = 0
+    def expire(self, name: str, upload_id: str, max_idle: float) -> bool:
+        """Drop the session if it has been idle longer than ``max_idle`` seconds and no request
+        holds it; whether it was dropped."""
+        if time.time() - self.last_active(name, upload_id) <= max_idle:
+            return False
         try:
-            data = self.driver.open(paths.upload_data(name, upload_id))
-        except PathNotFound:
-            return _Hashing(hasher, 0)
-        with data:
-            while chunk := data.read(READ_CHUNK):
-                hasher.update(chunk)
-                size += len(chunk)
-        return _Hashing(hasher, size)
-
-    def truncate(self, name: str, upload_id: str, size: int) -> None:
-        """Drop bytes past ``size`` (a chunk that failed half-way); the hasher is rebuilt later."""
-        appender = self.driver.appender(paths.upload_data(name, upload_id))
+            session = self.hold(name, upload_id)
+        except OCIError:
+            return False
         try:
-            appender.truncate(size)
+            session.cancel()
         finally:
-            appender.close()
-        self._hashing.pop((name, upload_id), None)
-
-    def commit(self, name: str, upload_id: str, digest: Digest) -> None:
-        """Verify the session's bytes against ``digest``, publish them and link them to ``name``.
-
-        DIGEST_INVALID (and the session is gone) when the content is not ``digest``.
-        """
-        size = self.offset(name, upload_id)
-        hashing = self._hashing_for(name, upload_id, size, digest.algorithm)
-        actual = Digest(digest.algorithm, hashing.hasher.hexdigest())
-        if actual != digest:
-            self.cancel(name, upload_id)
-            raise OCIError(ErrorCode.DIGEST_INVALID, {"digest": str(digest), "actual": str(actual)})
-        data = paths.upload_data(name, upload_id)
-        if size == 0:
-            self.driver.appender(data).close()  # an empty blob has no data object yet
-        with self.repos.gc_lock():
-            if not self.driver.exists(paths.blob(digest)):
-                self.driver.move(data, paths.blob(digest))
-            self.repos.link_blob(name, digest)
-        self.cancel(name, upload_id)
-
-    def cancel(self, name: str, upload_id: str) -> None:
-        """Forget the session and its bytes; idempotent."""
-        self._hashing.pop((name, upload_id), None)
-        self.driver.delete(paths.upload_dir(name, upload_id))
+            session.release()
+        return True
 
     def last_active(self, name: str, upload_id: str) -> float:
         """When the session last changed (gc expires sessions by this). A session whose files
@@ -191,3 +288,56 @@ class Uploads:
             except PathNotFound:
                 continue
         return max(times, default=time.time())
+
+    def remember(self, name: str, upload_id: str, hashing: _Hashing) -> None:
+        key = (name, upload_id)
+        hashing.used = time.monotonic()
+        oldest = hashing.used - self.limits.expiry
+        with self._cache_mutex:
+            self._hashing[key] = hashing
+            self._hashing.move_to_end(key)
+            while self._hashing and (
+                len(self._hashing) > self.limits.cached_hashes
+                or next(iter(self._hashing.values())).used < oldest
+            ):
+                self._hashing.popitem(last=False)
+
+    def forget(self, name: str, upload_id: str) -> None:
+        with self._cache_mutex:
+            self._hashing.pop((name, upload_id), None)
+
+    def cached(self) -> int:
+        """Running hashes held in memory now (bounded by ``limits.cached_hashes``)."""
+        return len(self._hashing)
+
+    def _trusted(self, name: str, upload_id: str) -> _Hashing | None:
+        """This process's running hash, if it wrote the session's current state; None else."""
+        with self._cache_mutex:
+            hashing = self._hashing.get((name, upload_id))
+        try:
+            state = json.loads(self.driver.read(paths.upload_state(name, upload_id)))
+        except PathNotFound:
+            state = {"size": 0, "stamp": ""}  # a new session: nobody wrote to it yet
+        except ValueError:
+            state = None
+        size = self.offset(name, upload_id)
+        if (
+            hashing is None
+            or not isinstance(state, dict)
+            or state.get("stamp") != hashing.stamp
+            or state.get("size") != size
+            or hashing.size != size
+        ):
+            self.forget(name, upload_id)
+            return None
+        return hashing
+
+    def _make_room(self, name: str) -> None:
+        open_ids = self.driver.list(paths.uploads(name))
+        if len(open_ids) < self.limits.per_repository:
+            return
+        dropped = sum(self.expire(name, i, self.limits.expiry) for i in open_ids)
+        if len(open_ids) - dropped >= self.limits.per_repository:
+            raise OCIError(
+                ErrorCode.TOO_MANY_UPLOADS, {"limit": self.limits.per_repository, "name": name}
+            )

@@ -21,7 +21,7 @@ from mdl.registry.pagination import link, page_size, paginate
 async def tags_list(request: Request) -> Response:
     name = names.repository(request.path_params["name"])
     repos = registry(request).repos
-    if not repos.exists(name):
+    if not await run_in_threadpool(repos.exists, name):
         raise OCIError(ErrorCode.NAME_UNKNOWN, {"name": name})
     tags = sorted(await run_in_threadpool(repos.tags, name))
     return _page(request, f"/v2/{name}/tags/list", tags, lambda page: {"name": name, "tags": page})

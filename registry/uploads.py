@@ -5,11 +5,15 @@ The body is never held whole: it is gathered into 4 MiB buffers, each written an
 worker thread while the next one arrives. A chunk must start where the upload ends (416 with the
 current ``Range`` otherwise); a PATCH without ``Content-Range`` (skopeo's habit) appends the
 whole body. Every upload response carries ``Location``, ``Range`` and ``Docker-Upload-UUID``.
+A request that changes an upload holds it (``sessions.Session``) from start to end; another
+request on the same upload meanwhile is UPLOAD_BUSY (409), in this process or any other.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -20,7 +24,7 @@ from mdl.registry import names
 from mdl.registry.context import Registry, may, registry
 from mdl.registry.errors import ErrorCode, OCIError
 from mdl.registry.ranges import content_range, upload_range
-from mdl.registry.sessions import Sink
+from mdl.registry.sessions import Session, Sink
 from mdl.spec.digest import Digest
 
 FLUSH = 4 * 1024 * 1024
@@ -56,12 +60,13 @@ async def start(request: Request) -> Response:
     if (digest_text := params.get("digest")) is not None:
         digest = names.digest(digest_text)
         upload_id = await run_in_threadpool(reg.uploads.create, name, digest.algorithm)
-        try:
-            await _append(request, reg, name, upload_id, None, None)
-            await run_in_threadpool(reg.uploads.commit, name, upload_id, digest)
-        except BaseException:
-            await run_in_threadpool(reg.uploads.cancel, name, upload_id)
-            raise
+        async with _held(reg, name, upload_id) as session:
+            try:
+                await _append(request, session, None, None)
+                await run_in_threadpool(session.commit, digest)
+            except BaseException:
+                await run_in_threadpool(session.cancel)
+                raise
         return _created(name, digest)
     upload_id = await run_in_threadpool(reg.uploads.create, name, params.get("digest-algorithm"))
     return Response(status_code=202, headers=_session_headers(name, upload_id, 0))
@@ -72,7 +77,9 @@ async def _mount(
 ) -> bool:
     if source:
         source = names.repository(source)
-        if not may(request, source, "pull") or not reg.repos.has_blob(source, digest):
+        if not may(request, source, "pull"):
+            return False
+        if not await run_in_threadpool(reg.repos.has_blob, source, digest):
             return False
     elif not reg.open_access:
         return False  # an anonymous mount could read any repository's blobs
@@ -82,47 +89,52 @@ async def _mount(
 async def patch(request: Request) -> Response:
     """PATCH: append a chunk (``Content-Range``) or the whole streamed body."""
     name, upload_id = _ids(request)
-    reg = registry(request)
-    async with reg.uploads.lock(name, upload_id):
-        offset = reg.uploads.offset(name, upload_id)
-        expected = _chunk_length(request, name, upload_id, offset)
-        await _append(request, reg, name, upload_id, expected, None)
-        offset = reg.uploads.offset(name, upload_id)
-    return Response(status_code=202, headers=_session_headers(name, upload_id, offset))
+    async with _held(registry(request), name, upload_id) as session:
+        expected = _chunk_length(request, name, upload_id, session.size)
+        await _append(request, session, expected, None)
+        size = session.size
+    return Response(status_code=202, headers=_session_headers(name, upload_id, size))
 
 
 async def finish(request: Request) -> Response:
     """PUT ``?digest=``: append a last chunk if the request has one, verify, publish (201)."""
     name, upload_id = _ids(request)
-    reg = registry(request)
     digest_text = request.query_params.get("digest")
     if not digest_text:
         raise OCIError(ErrorCode.DIGEST_INVALID, "the digest query parameter is required")
     digest = names.digest(digest_text)
-    async with reg.uploads.lock(name, upload_id):
-        offset = reg.uploads.offset(name, upload_id)
+    async with _held(registry(request), name, upload_id) as session:
         if _has_body(request):
-            expected = _chunk_length(request, name, upload_id, offset)
-            algorithm = digest.algorithm if offset == 0 else None
-            await _append(request, reg, name, upload_id, expected, algorithm)
-        await run_in_threadpool(reg.uploads.commit, name, upload_id, digest)
+            expected = _chunk_length(request, name, upload_id, session.size)
+            algorithm = digest.algorithm if session.size == 0 else None
+            await _append(request, session, expected, algorithm)
+        await run_in_threadpool(session.commit, digest)
     return _created(name, digest)
 
 
 async def status(request: Request) -> Response:
     """GET: where the upload stands (204 with ``Range``)."""
     name, upload_id = _ids(request)
-    offset = registry(request).uploads.offset(name, upload_id)
+    offset = await run_in_threadpool(registry(request).uploads.offset, name, upload_id)
     return Response(status_code=204, headers=_session_headers(name, upload_id, offset))
 
 
 async def cancel(request: Request) -> Response:
     """DELETE: abandon the upload (204)."""
     name, upload_id = _ids(request)
-    reg = registry(request)
-    reg.uploads.offset(name, upload_id)
-    await run_in_threadpool(reg.uploads.cancel, name, upload_id)
+    async with _held(registry(request), name, upload_id) as session:
+        await run_in_threadpool(session.cancel)
     return Response(status_code=204, headers={"Content-Length": "0"})
+
+
+@asynccontextmanager
+async def _held(reg: Registry, name: str, upload_id: str) -> AsyncIterator[Session]:
+    """The session, locked across processes for the whole request."""
+    session = await run_in_threadpool(reg.uploads.hold, name, upload_id)
+    try:
+        yield session
+    finally:
+        await run_in_threadpool(session.release)
 
 
 def _ids(request: Request) -> tuple[str, str]:
@@ -163,27 +175,21 @@ def _chunk_length(request: Request, name: str, upload_id: str, offset: int) -> i
 
 
 async def _append(
-    request: Request,
-    reg: Registry,
-    name: str,
-    upload_id: str,
-    expected: int | None,
-    algorithm: str | None,
+    request: Request, session: Session, expected: int | None, algorithm: str | None
 ) -> None:
     """Stream the body onto the session. A declared chunk is all or nothing: on a short or long
     body, or any failure, the session goes back to where it was."""
-    sink = await run_in_threadpool(reg.uploads.open, name, upload_id, algorithm)
+    sink = await run_in_threadpool(session.sink, algorithm)
     start = sink.size
     try:
         received = await _stream_into(request, sink, expected)
         if expected is not None and received != expected:
             raise OCIError(ErrorCode.SIZE_INVALID, {"expected": expected, "received": received})
     except BaseException:
-        await run_in_threadpool(sink.close)
-        if expected is not None:
-            await run_in_threadpool(reg.uploads.truncate, name, upload_id, start)
+        keep = start if expected is not None else None
+        await run_in_threadpool(lambda: session.appended(sink, ok=False, keep_until=keep))
         raise
-    await run_in_threadpool(sink.close)
+    await run_in_threadpool(lambda: session.appended(sink, ok=True))
 
 
 async def _stream_into(request: Request, sink: Sink, limit: int | None) -> int:

@@ -104,9 +104,9 @@ class BrowserPolicy:
 
 def refusal(policy: BrowserPolicy, scope: Scope) -> tuple[int, str] | None:
     """Why the request in this ASGI scope is refused (status, message), or None. Pure."""
-    raw_path: bytes = scope.get("raw_path") or scope.get("path", "").encode("utf-8", "replace")
-    if _CONTROL.search(raw_path) or _CONTROL.search(unquote_to_bytes(raw_path)):
-        return 400, "the path holds a control character"
+    refused = path_refusal(scope)
+    if refused is not None:
+        return refused
     headers = _headers(scope)
     host = headers.get("host")
     if not policy.host_allowed(host):
@@ -124,16 +124,25 @@ def refusal(policy: BrowserPolicy, scope: Scope) -> tuple[int, str] | None:
     return None
 
 
+def path_refusal(scope: Scope) -> tuple[int, str] | None:
+    """The control-character check alone (raw or percent-encoded, in the path). Pure."""
+    raw_path: bytes = scope.get("raw_path") or scope.get("path", "").encode("utf-8", "replace")
+    if _CONTROL.search(raw_path) or _CONTROL.search(unquote_to_bytes(raw_path)):
+        return 400, "the path holds a control character"
+    return None
+
+
 class BrowserGuard:
     """ASGI middleware: answers a refused request itself (JSON body), passes the rest on.
 
     ``error_body`` shapes the JSON for the server's API (OCI errors, Ollama's ``{"error"}``).
+    A ``policy`` of None applies only ``path_refusal`` (a server whose callers sign in).
     """
 
     def __init__(
         self,
         app: ASGIApp,
-        policy: BrowserPolicy,
+        policy: BrowserPolicy | None,
         error_body: Callable[[int, str], object] = lambda status, message: {"error": message},
     ) -> None:
         self.app = app
@@ -142,7 +151,7 @@ class BrowserGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            refused = refusal(self.policy, scope)
+            refused = path_refusal(scope) if self.policy is None else refusal(self.policy, scope)
             if refused is not None:
                 await _answer(send, refused[0], self.error_body(*refused))
                 return

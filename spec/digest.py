@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from mdl.spec.errors import InvalidReference
 
 HEX_LENGTHS = {"sha256": 64, "sha512": 128}
-_DIGEST = re.compile(r"^(sha256|sha512):([a-f0-9]+)$")
+DIGEST_PATTERN = r"(sha256|sha512):([a-f0-9]+)"
+"""The one digest grammar (unanchored: match it whole, with ``fullmatch``)."""
+_DIGEST = re.compile(DIGEST_PATTERN)
 
 
 @dataclass(frozen=True, order=True)
@@ -20,7 +22,7 @@ class Digest:
     @classmethod
     def parse(cls, text: str) -> Digest:
         """Parse ``sha256:<64 hex>`` or ``sha512:<128 hex>``; anything else is InvalidReference."""
-        match = _DIGEST.match(text)
+        match = _DIGEST.fullmatch(text)
         if not match or len(match.group(2)) != HEX_LENGTHS[match.group(1)]:
             raise InvalidReference(f"invalid digest {text!r}: want sha256:<64 lower-case hex>")
         return cls(match.group(1), match.group(2))

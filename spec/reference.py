@@ -19,10 +19,27 @@ DEFAULT_TAG = "latest"
 MAX_NAME_LENGTH = 255
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REPOSITORY = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+_REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _HOST_LABEL = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
-_HOST = re.compile(rf"^(?:{_HOST_LABEL}(?:\.{_HOST_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?$")
+_HOST = re.compile(rf"(?:{_HOST_LABEL}(?:\.{_HOST_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?")
+
+
+def is_repository(name: str) -> bool:
+    """The distribution spec's repository name: components of ``[a-z0-9]`` runs joined by
+    ``.``, ``_``, ``__`` or ``-``, split by ``/``; at most 255 characters (a reference counts
+    its registry host and ``/`` too). The registry checks names with this one function."""
+    return len(name) <= MAX_NAME_LENGTH and bool(_REPOSITORY.fullmatch(name))
+
+
+def is_tag(text: str) -> bool:
+    """Letters, digits, ``_``, ``.``, ``-``; at most 128; not starting with ``.`` or ``-``."""
+    return bool(_TAG.fullmatch(text))
+
+
+def is_host(text: str) -> bool:
+    """A registry host with an optional port: DNS labels, or an IP literal in brackets."""
+    return bool(_HOST.fullmatch(text))
 
 
 @dataclass(frozen=True)
@@ -48,24 +65,24 @@ class Reference:
         registry = None
         first, slash, remainder = rest.partition("/")
         if slash and ("." in first or ":" in first or first == "localhost"):
-            if not _HOST.match(first):
+            if not is_host(first):
                 raise InvalidReference(f"invalid reference {text!r}: bad registry host {first!r}")
             registry, rest = first, remainder
         repository, tag = rest, None
         colon = rest.rfind(":")
         if colon != -1:
             repository, tag = rest[:colon], rest[colon + 1 :]
-            if not _TAG.match(tag):
+            if not is_tag(tag):
                 raise InvalidReference(
                     f"invalid reference {text!r}: bad tag {tag!r} "
                     "(letters, digits, '_', '.', '-'; at most 128; not starting with '.' or '-')"
                 )
-        if not _REPOSITORY.match(repository):
+        if not _REPOSITORY.fullmatch(repository):
             raise InvalidReference(
                 f"invalid reference {text!r}: bad repository name {repository!r} (lower-case "
                 "letters and digits, separated by '.', '_', '__', '-' or '/')"
             )
-        if len(repository) + len(registry or "") + 1 > MAX_NAME_LENGTH:
+        if len(f"{registry}/{repository}" if registry else repository) > MAX_NAME_LENGTH:
             raise InvalidReference(f"invalid reference {text!r}: name longer than 255 characters")
         if tag is None and digest is None:
             tag = DEFAULT_TAG
@@ -91,7 +108,7 @@ class Reference:
                 f"{self} names no registry: write host[:port]/{self.repository} "
                 "or set MDL_DEFAULT_REGISTRY"
             )
-        if not _HOST.match(registry):
+        if not is_host(registry):
             raise InvalidReference(f"invalid MDL_DEFAULT_REGISTRY {registry!r}")
         return replace(self, registry=registry)
 

@@ -4,14 +4,16 @@ No credentials means anonymous (policy grants for ``anonymous`` still apply). A 
 gives 401 with a challenge when new credentials could help (anonymous caller, or a token that
 lacks a scope the user's policy allows), and 403 DENIED when the user may not do it at all.
 Basic mode challenges with ``Basic realm=…``; token mode with
-``Bearer realm=…,service=…,scope=…`` pointing at this registry's ``/token``.
+``Bearer realm=…,service=…,scope=…`` pointing at this registry's ``/token``. Every value a
+challenge quotes is checked first (the name by the spec's grammar, the Host as a host), so a
+request cannot add parameters to it. Failed logins are throttled per client address.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -21,9 +23,11 @@ from mdl.registry import names
 from mdl.registry.auth import scopes
 from mdl.registry.auth.htpasswd import Htpasswd
 from mdl.registry.auth.policy import Policy
+from mdl.registry.auth.throttle import LoginThrottle
 from mdl.registry.auth.tokens import InvalidToken, TokenIssuer
 from mdl.registry.context import ACCESS_SCOPE_KEY
 from mdl.registry.errors import ErrorCode, OCIError, response
+from mdl.spec.reference import is_host
 
 BASIC_REALM = "mdl-registry"
 CATALOG = "registry:catalog"
@@ -38,6 +42,7 @@ class AuthSettings:
     """Set in token mode."""
     realm: str | None = None
     """The token endpoint URL to advertise; default ``<scheme>://<host>/token``."""
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
 
 @dataclass(frozen=True)
@@ -69,8 +74,12 @@ class TokenAccess:
 Access = PolicyAccess | TokenAccess
 
 
-async def basic_user(settings: AuthSettings, header: str) -> str:
-    """The user a ``Basic`` header proves; UNAUTHORIZED for wrong or malformed credentials."""
+async def basic_user(settings: AuthSettings, header: str, client: str) -> str:
+    """The user a ``Basic`` header proves; UNAUTHORIZED for wrong or malformed credentials,
+    TOO_MANY_LOGINS (429, ``Retry-After``) while ``client`` has failed too often."""
+    wait = settings.throttle.retry_after(client)
+    if wait is not None:
+        raise OCIError(ErrorCode.TOO_MANY_LOGINS, {"retry_after": wait}, {"Retry-After": str(wait)})
     try:
         user, sep, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
     except (binascii.Error, ValueError):
@@ -79,8 +88,14 @@ async def basic_user(settings: AuthSettings, header: str) -> str:
     if ok and settings.htpasswd is not None:
         ok = await run_in_threadpool(settings.htpasswd.verify, user, password)
     if not ok:
+        settings.throttle.failed(client)
         raise OCIError(ErrorCode.UNAUTHORIZED, "invalid username or password")
     return user
+
+
+def client_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 class Gate:
@@ -98,7 +113,11 @@ class Gate:
             if need and self.read_only and need.kind == "repository" and need.action != "pull":
                 raise OCIError(ErrorCode.READ_ONLY)
             if need and self.auth is not None:
-                where = _Where(Headers(scope=scope), scope.get("scheme", "http"))
+                if need.kind == "repository":
+                    names.repository(need.name)
+                where = _Where(
+                    Headers(scope=scope), scope.get("scheme", "http"), client_address(scope)
+                )
                 access = await self._authenticate(self.auth, where, need)
                 scope[ACCESS_SCOPE_KEY] = access
                 self._authorize(self.auth, access, need, where)
@@ -111,7 +130,7 @@ class Gate:
         header = where.headers.get("authorization", "")
         try:
             if header[:6].lower() == "basic ":
-                return PolicyAccess(await basic_user(auth, header), auth.policy)
+                return PolicyAccess(await basic_user(auth, header, where.client), auth.policy)
             if header[:7].lower() == "bearer " and auth.issuer is not None:
                 try:
                     claims = auth.issuer.verify(header[7:].strip())
@@ -121,7 +140,8 @@ class Gate:
             if header:
                 raise OCIError(ErrorCode.UNAUTHORIZED, "unsupported authorization scheme")
         except OCIError as error:
-            error.headers["WWW-Authenticate"] = _challenge(auth, where, need, "invalid_token")
+            if error.code is ErrorCode.UNAUTHORIZED:
+                error.headers["WWW-Authenticate"] = _challenge(auth, where, need, "invalid_token")
             raise
         return PolicyAccess(None, auth.policy)
 
@@ -132,13 +152,16 @@ class Gate:
             allowed = access.user is not None or isinstance(access, TokenAccess)
         elif need.kind == "catalog":
             allowed = access.can("", CATALOG)
-        else:
-            names.repository(need.name)
+        elif need.kind == "metrics":
+            allowed = access.user is not None
+        elif need.kind == "repository":
             allowed = access.can(need.name, need.action)
+        else:
+            allowed = False  # a path the router's table does not parse: fail closed
         if allowed:
             return
-        policy_allows = need.kind != "repository" or need.action in auth.policy.allowed(
-            access.user, need.name
+        policy_allows = need.kind in ("base", "catalog", "metrics") or (
+            need.kind == "repository" and need.action in auth.policy.allowed(access.user, need.name)
         )
         if access.user is None or (isinstance(access, TokenAccess) and policy_allows):
             error = "insufficient_scope" if isinstance(access, TokenAccess) else None
@@ -153,12 +176,17 @@ class _Where:
 
     headers: Headers
     scheme: str
+    client: str
+    """The caller's address, which failed logins are counted by."""
 
 
 def _challenge(auth: AuthSettings, where: _Where, need: scopes.Need, error: str | None) -> str:
     if auth.issuer is None:
         return f'Basic realm="{BASIC_REALM}"'
-    realm = auth.realm or f"{where.scheme}://{where.headers.get('host', '')}/token"
+    host = where.headers.get("host", "")
+    if auth.realm is None and not is_host(host):
+        raise OCIError(ErrorCode.BAD_REQUEST, "the Host header is not a valid host[:port]")
+    realm = auth.realm or f"{where.scheme}://{host}/token"
     parts = [f'realm="{realm}"', f'service="{auth.issuer.service}"']
     if need.scope:
         parts.append(f'scope="{need.scope}"')

@@ -1,24 +1,27 @@
 """What a request needs, from its method and path alone (pure).
 
 ``GET /v2/team/model/manifests/v1`` needs ``pull`` on ``team/model``; uploads need ``push``;
-DELETE needs ``delete``; ``/v2/`` needs only a known caller; ``/v2/_catalog`` the catalog scope.
+DELETE needs ``delete``; ``/v2/`` needs only a known caller; ``/v2/_catalog`` the catalog scope;
+``/metrics`` a signed-in user. The path is read with the router's own table (``routes``): a path
+it does not parse needs ``unknown``, which nobody is granted, so a path the gate and the router
+could read differently is denied rather than let through.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-_REPOSITORY_PATH = re.compile(
-    r"/v2/(?P<name>.+)/(?:tags/list|manifests/[^/]+|blobs/uploads/[^/]*|blobs/[^/]+|referrers/[^/]+)"
-)
+from mdl.registry import routes
+
 READ_METHODS = frozenset({"GET", "HEAD"})
+PUBLIC_PATHS = frozenset({"/healthz", "/token"})
+"""Answered without credentials: the health check, and the token endpoint (it checks its own)."""
 
 
 @dataclass(frozen=True)
 class Need:
     kind: str
-    """``base`` (/v2/), ``catalog``, or ``repository``."""
+    """``base`` (/v2/), ``catalog``, ``metrics``, ``repository``, or ``unknown`` (denied)."""
     name: str = ""
     action: str = ""
 
@@ -34,21 +37,26 @@ class Need:
 
 
 def need(method: str, path: str) -> Need | None:
-    """The access a registry request needs, or None for paths outside ``/v2/``."""
-    if path == "/v2/" or path == "/v2":
+    """The access a registry request needs, or None for the public paths."""
+    if path in PUBLIC_PATHS:
+        return None
+    if path in ("/v2/", "/v2"):
         return Need("base")
     if path == "/v2/_catalog":
         return Need("catalog")
-    match = _REPOSITORY_PATH.fullmatch(path)
-    if not match:
-        return Need("base") if path.startswith("/v2/") else None
+    if path == "/metrics":
+        return Need("metrics")
+    matched = routes.match(method, path)
+    if matched is None:
+        return Need("unknown")
+    shape, params = matched
     if method in READ_METHODS:
         action = "pull"
-    elif method == "DELETE" and "/blobs/uploads/" not in path:
+    elif method == "DELETE" and shape.kind not in ("uploads", "upload"):
         action = "delete"
     else:
         action = "push"
-    return Need("repository", match.group("name"), action)
+    return Need("repository", params["name"], action)
 
 
 @dataclass(frozen=True)

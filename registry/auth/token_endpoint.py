@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mdl.registry import names
-from mdl.registry.auth.gate import CATALOG, AuthSettings, basic_user
+from mdl.registry.auth.gate import CATALOG, AuthSettings, basic_user, client_address
 from mdl.registry.auth.scopes import RequestedScope
 from mdl.registry.errors import ErrorCode, OCIError
 
@@ -22,7 +22,7 @@ async def token_endpoint(request: Request) -> Response:
     header = request.headers.get("authorization", "")
     user = None
     if header[:6].lower() == "basic ":
-        user = await basic_user(settings, header)
+        user = await basic_user(settings, header, client_address(request.scope))
     elif header:
         raise OCIError(ErrorCode.UNAUTHORIZED, "the token endpoint takes basic credentials")
     grants: dict[str, frozenset[str]] = {}

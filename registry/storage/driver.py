@@ -20,6 +20,10 @@ class PathNotFound(Exception):
     """No object under that key."""
 
 
+class LockBusy(Exception):
+    """Another holder has the lock, and the caller asked not to wait."""
+
+
 @dataclass(frozen=True)
 class Stat:
     size: int
@@ -84,6 +88,7 @@ class StorageDriver(Protocol):
         """A file path serving the object's bytes (for sendfile), or None on remote backends."""
         ...
 
-    def lock(self, key: str, *, exclusive: bool) -> AbstractContextManager[None]:
-        """An advisory lock shared by every process using this storage."""
+    def lock(self, key: str, *, exclusive: bool, wait: bool = True) -> AbstractContextManager[None]:
+        """An advisory lock shared by every process using this storage; with ``wait`` False,
+        LockBusy at once when it is held. PathNotFound when ``key``'s parent does not exist."""
         ...

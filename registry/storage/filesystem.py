@@ -1,22 +1,23 @@
 """The filesystem backend: one directory, keys as relative paths, atomic and durable writes.
 
 Small objects are written to a temporary sibling, fsynced and renamed (``store.fsio``); appends
-are fsynced on ``close``; a move is a rename followed by an fsync of the directory. Names that
-start with ``.`` are temporary or lock files and never listed.
+are fsynced on ``close``; a move is a rename followed by an fsync of the directory; locks are
+``flock`` on a file, which every process on the machine sees (not across NFS clients). Names
+that start with ``.`` are temporary or lock files and never listed.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from mdl.registry.storage.driver import PathNotFound, Stat
+from mdl.registry.storage.driver import LockBusy, PathNotFound, Stat
 from mdl.store.fsio import atomic_write, fsync_dir, write_all
-from mdl.store.lock import file_lock
 
 
 class FileAppender:
@@ -131,5 +132,24 @@ class FilesystemDriver:
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
 
-    def lock(self, key: str, *, exclusive: bool) -> AbstractContextManager[None]:
-        return file_lock(self._path(key), exclusive=exclusive)
+    def lock(self, key: str, *, exclusive: bool, wait: bool = True) -> AbstractContextManager[None]:
+        return _flock(self._path(key), key, exclusive, wait)
+
+
+@contextmanager
+def _flock(path: Path, key: str, exclusive: bool, wait: bool) -> Iterator[None]:
+    """flock on ``path`` (created, its directory not): it belongs to this open, so two opens in
+    one process exclude each other as two processes do."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except (FileNotFoundError, NotADirectoryError):
+        raise PathNotFound(key) from None
+    try:
+        flags = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        try:
+            fcntl.flock(fd, flags if wait else flags | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockBusy(key) from None
+        yield
+    finally:
+        os.close(fd)

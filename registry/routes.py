@@ -1,0 +1,61 @@
+"""The registry's repository URL shapes, once: ``app.py`` builds its router from this table and
+the access gate (``auth/scopes.py``) reads requests with it, so both see the same repository
+name in the same path (a path the table does not parse is denied, never guessed).
+
+Names hold ``/``, so they use Starlette's ``path`` convertor; the endpoints and the gate check
+the name itself with ``mdl.spec``'s grammar (NAME_INVALID).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from starlette.routing import compile_path
+
+NAME = "/v2/{name:path}"
+
+
+@dataclass(frozen=True)
+class Shape:
+    kind: str
+    """``tags``, ``manifest``, ``uploads`` (the collection), ``upload``, ``blob``, ``referrers``."""
+    path: str
+    methods: tuple[str, ...]
+    """In the router's order of preference; a GET route answers HEAD too, as Starlette's do."""
+
+    @property
+    def regex(self) -> re.Pattern[str]:
+        return _COMPILED[self.path]
+
+
+SHAPES = (
+    Shape("tags", f"{NAME}/tags/list", ("GET",)),
+    Shape("manifest", f"{NAME}/manifests/{{reference}}", ("GET", "PUT", "DELETE")),
+    Shape("uploads", f"{NAME}/blobs/uploads/", ("POST",)),
+    Shape("upload", f"{NAME}/blobs/uploads/{{uuid}}", ("PATCH", "PUT", "GET", "DELETE")),
+    Shape("blob", f"{NAME}/blobs/{{digest}}", ("GET", "DELETE")),
+    Shape("referrers", f"{NAME}/referrers/{{digest}}", ("GET",)),
+)
+_COMPILED = {shape.path: compile_path(shape.path)[0] for shape in SHAPES}
+
+
+def allows(shape: Shape, method: str) -> bool:
+    return method in shape.methods or (method == "HEAD" and "GET" in shape.methods)
+
+
+def match(method: str, path: str) -> tuple[Shape, dict[str, str]] | None:
+    """The shape the router sends ``method path`` to, and its parameters; None if none parses it.
+
+    Like Starlette's router: the first shape that takes the method, else the first whose path
+    matches (the router answers 405 there). The whole path must match: no trailing newline.
+    """
+    partial = None
+    for shape in SHAPES:
+        found = shape.regex.fullmatch(path)
+        if found is None:
+            continue
+        if allows(shape, method):
+            return shape, found.groupdict()
+        partial = partial or (shape, found.groupdict())
+    return partial
