@@ -79,9 +79,9 @@ def sign(
     ),
     as_json: bool = JSON,
 ) -> None:
-    from mdl.builder.signing import SignatureFormat, bundle_of
-    from mdl.builder.signing import sign as sign_model
     from mdl.spec import sigstore
+    from mdl.store.signatures import SignatureFormat, bundle_of
+    from mdl.store.signatures import sign as sign_model
 
     try:
         chosen = SignatureFormat(fmt)
@@ -136,8 +136,8 @@ def _verify_store(as_json: bool) -> None:
 
 def _verify_signatures(ref: str, key: Path, signatures: list[Path], as_json: bool) -> None:
     """The model's signatures against the key and the manifest; no blob is read."""
-    from mdl.builder.signing import verify
     from mdl.spec import sigstore
+    from mdl.store.signatures import verify
 
     public = sigstore.load_public_key(_read(key))
     store = Store.open()
@@ -174,7 +174,7 @@ def discover(
     ref: str = typer.Argument(..., help="The model reference."),
     as_json: bool = JSON,
 ) -> None:
-    from mdl.builder.signing import referrer_tree
+    from mdl.store.signatures import referrer_tree
 
     store = Store.open()
     model = load_model(store, Reference.parse(ref))

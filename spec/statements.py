@@ -17,6 +17,7 @@ from typing import Any
 
 from mdl.spec.digest import Digest
 from mdl.spec.errors import InvalidReference, SignatureError
+from mdl.spec.mediatypes import WEIGHTS_FILE
 from mdl.spec.sigstore import STATEMENT_TYPE
 
 MODEL_SIGNING_PREDICATE = "https://model_signing/signature/v1.0"
@@ -71,6 +72,34 @@ def signed_files(statement: Mapping[str, Any]) -> dict[str, Digest]:
     if _root([files[n] for n in sorted(files)]) != subject_digest:
         raise SignatureError("statement: the subject digest does not match the file digests")
     return files
+
+
+def match_files(
+    model: Mapping[str, Digest], signed: Mapping[str, Digest]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Which files of a model (path -> digest) a signature covers, and which it does not.
+
+    A signed file must be in the model under its name with the same digest; the weights may be
+    signed under their original name (``FROM DIR`` stores ``x.gguf`` as ``model.gguf``), and
+    they must be covered."""
+    unmatched = dict(signed)
+    covered, unsigned = [], []
+    for path, digest in model.items():
+        renamed = [n for n, d in unmatched.items() if d == digest and n.endswith(".gguf")]
+        if path in unmatched:
+            if unmatched.pop(path) != digest:
+                raise SignatureError(f"{path}: its digest {digest} is not the one signed")
+            covered.append(path)
+        elif path == WEIGHTS_FILE and len(renamed) == 1:
+            del unmatched[renamed[0]]
+            covered.append(path)
+        else:
+            unsigned.append(path)
+    if WEIGHTS_FILE in model and WEIGHTS_FILE not in covered:
+        raise SignatureError(f"{WEIGHTS_FILE}: the weights are not covered by the signature")
+    if unmatched:
+        raise SignatureError(f"{', '.join(sorted(unmatched))}: signed but not in the model")
+    return tuple(sorted(covered)), tuple(sorted(unsigned))
 
 
 def cosign_statement(name: str, manifest: Digest) -> dict[str, Any]:

@@ -12,8 +12,9 @@
     │   ├── ingest/<id>             blobs being written; renamed into blobs/ once verified
     │   ├── .lock                   flock: writers hold it shared, sweeps (rm, prune) exclusive
     │   └── .index.lock             flock: serialises read-modify-write of index.json
-    └── cache/files/<sha256(path)>  digest of a source file by (size, mtime, inode): builds skip
-                                    re-hashing an unchanged GGUF
+    ├── cache/files/<sha256(path)>  digest of a source file by (size, mtime, inode): builds skip
+    │                               re-hashing an unchanged GGUF
+    └── policy.json                 the trust policy pull and serve enforce (MDL_POLICY moves it)
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ def store_lock(root: Path) -> Path:
 
 def index_lock(root: Path) -> Path:
     return root / ".index.lock"
+
+
+def policy_file(mdl_home: Path) -> Path:
+    """The trust policy: ``$MDL_POLICY``, else ``$MDL_HOME/policy.json``."""
+    return Path(os.environ.get("MDL_POLICY") or mdl_home / "policy.json")
 
 
 def file_cache(mdl_home: Path, source: Path) -> Path:

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from cli_runner import MdlRunner
 
-from mdl.builder.signing import attach_bundle, bundle_of
 from mdl.spec import sigstore, statements
 from mdl.spec.digest import Digest
+from mdl.spec.errors import SignatureError
 from mdl.spec.reference import Reference
 from mdl.store.models import load_model
+from mdl.store.signatures import attach_bundle, bundle_of, enforce, load_policy
 from mdl.store.store import Store
 
 MODEL_SIGNING = str(Path(sys.executable).with_name("model_signing"))
@@ -241,3 +242,27 @@ def test_save_and_load_carry_signatures(
     run = mdl("verify", tiny, "--key", str(keys[1]), "--json", env=elsewhere).json()
     assert [v["signature"] for v in run["verified"]] == [signed["digest"]]
     assert [m["name"] for m in mdl("list", "--json", env=elsewhere).json()["models"]] == [tiny]
+
+
+def test_policy_enforcement_on_a_stored_model(
+    mdl: MdlRunner, mdl_home: Path, tiny: str, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    policy_file = tmp_path / "policy.json"
+    shutil.copyfile(keys[1], tmp_path / "team.pub")
+    policy_file.write_text(json.dumps({"default": [{"type": "signedBy", "keyPath": "team.pub"}]}))
+    policy = load_policy(policy_file)
+    store = Store(mdl_home / "store")
+    ref = Reference.parse(tiny)
+    with pytest.raises(SignatureError, match="no signature by a key the trust policy trusts"):
+        enforce(store, load_model(store, ref), ref, policy)
+    mdl("key", "generate", "--out", str(tmp_path / "mallory"))
+    mdl("sign", tiny, "--key", str(tmp_path / "mallory.key"))
+    with pytest.raises(SignatureError, match="requires signedBy"):
+        enforce(store, load_model(store, ref), ref, policy)
+    mdl("sign", tiny, "--key", str(keys[0]))
+    enforce(store, load_model(store, ref), ref, policy)
+    policy_file.write_text(json.dumps({"default": [{"type": "reject"}]}))
+    with pytest.raises(SignatureError, match="refused by the trust policy"):
+        enforce(store, load_model(store, ref), ref, load_policy(policy_file))
+    with pytest.raises(SignatureError, match="no such policy file"):
+        load_policy(tmp_path / "missing.json")

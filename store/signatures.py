@@ -1,5 +1,7 @@
 """Sign a stored model and verify its signatures, from the manifest alone (no blob is read).
 
+Here, below the client and the runtime, because pull and serve check signatures too.
+
 A signature is a Sigstore bundle kept as an OCI 1.1 referrer of the model's manifest, in
 cosign v3's layout: a manifest with ``artifactType`` and one layer of the bundle media type,
 the empty config, ``subject`` = the signed manifest, and the annotations cosign writes
@@ -14,9 +16,11 @@ cosign signature covers the manifest and so everything it names.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -27,6 +31,9 @@ from mdl.spec.descriptor import Descriptor
 from mdl.spec.digest import Digest
 from mdl.spec.errors import SignatureError
 from mdl.spec.manifest import Manifest, encode
+from mdl.spec.policy import Kind, Policy
+from mdl.spec.reference import Reference
+from mdl.store import layout
 from mdl.store.models import StoredModel
 from mdl.store.store import Store
 
@@ -176,38 +183,10 @@ def _check(model: StoredModel, digest: Digest | None, statement: Mapping[str, ob
         if signed != model.descriptor.digest:
             raise SignatureError(f"{model.descriptor.digest}: signed is manifest {signed}")
         return Verified(digest, predicate, tuple(sorted(files)))
-    covered, unsigned = _match_files(files, statements.signed_files(statement))
+    covered, unsigned = statements.match_files(files, statements.signed_files(statement))
     if unsigned and digest is not None:
         raise SignatureError(f"{', '.join(unsigned)}: not covered by signature {digest}")
     return Verified(digest, predicate, covered, unsigned)
-
-
-def _match_files(
-    model: Mapping[str, Digest], signed: Mapping[str, Digest]
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Which files of the model the signature covers, and which it does not.
-
-    A signed file must be in the model under its name with the same digest; the weights may be
-    signed under their original name (``FROM DIR`` stores ``x.gguf`` as ``model.gguf``), and
-    they must be covered."""
-    unmatched = dict(signed)
-    covered, unsigned = [], []
-    for path, digest in model.items():
-        renamed = [n for n, d in unmatched.items() if d == digest and n.endswith(".gguf")]
-        if path in unmatched:
-            if unmatched.pop(path) != digest:
-                raise SignatureError(f"{path}: its digest {digest} is not the one signed")
-            covered.append(path)
-        elif path == mt.WEIGHTS_FILE and len(renamed) == 1:
-            del unmatched[renamed[0]]
-            covered.append(path)
-        else:
-            unsigned.append(path)
-    if mt.WEIGHTS_FILE in model and mt.WEIGHTS_FILE not in covered:
-        raise SignatureError(f"{mt.WEIGHTS_FILE}: the weights are not covered by the signature")
-    if unmatched:
-        raise SignatureError(f"{', '.join(sorted(unmatched))}: signed but not in the model")
-    return tuple(sorted(covered)), tuple(sorted(unsigned))
 
 
 def _file_digests(model: StoredModel) -> dict[str, Digest]:
@@ -225,3 +204,49 @@ def _predicate_type(bundle: bytes) -> str:
     if not isinstance(predicate, str):
         raise SignatureError("signature: the statement has no predicate type")
     return predicate
+
+
+def load_policy(path: Path | None = None) -> Policy:
+    """The policy at ``path`` (default: ``$MDL_POLICY``, else ``$MDL_HOME/policy.json``); a
+    missing default file accepts anything, a missing named one is an error."""
+    chosen = path or layout.policy_file(layout.home())
+    try:
+        data = chosen.read_bytes()
+    except FileNotFoundError:
+        if path is None and not os.environ.get("MDL_POLICY"):
+            return Policy(str(chosen))
+        raise SignatureError(f"{chosen}: no such policy file") from None
+    except OSError as exc:
+        raise SignatureError(f"{chosen}: {exc.strerror}") from None
+
+    def read_key(name: str) -> bytes:
+        key_path = chosen.parent / name
+        try:
+            return key_path.read_bytes()
+        except OSError as exc:
+            raise SignatureError(f"{chosen}: key {key_path}: {exc.strerror}") from None
+
+    return Policy.parse(data, str(chosen), read_key)
+
+
+def enforce(store: Store, model: StoredModel, ref: Reference, policy: Policy) -> None:
+    """Raise SignatureError unless every requirement of ``ref``'s scope holds for ``model``."""
+    scope = policy.scope_of(ref)
+    for requirement in policy.requirements(ref):
+        if requirement.kind is Kind.REJECT:
+            raise SignatureError(f"{ref}: refused by the trust policy ({policy.where}: {scope})")
+        if requirement.kind is Kind.SIGNED_BY and not _signed_by(store, model, requirement.keys):
+            raise SignatureError(
+                f"{ref}: no signature by a key the trust policy trusts "
+                f"({policy.where}: {scope} requires signedBy)"
+            )
+
+
+def _signed_by(store: Store, model: StoredModel, keys: Iterable[bytes]) -> bool:
+    for key in [sigstore.load_public_key(pem) for pem in keys]:
+        try:
+            verify(store, model, key)
+        except SignatureError:
+            continue
+        return True
+    return False
