@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from mdl.cli import console
+from mdl.cli import console, listing
 from mdl.spec.reference import Reference
 from mdl.store.models import load_manifest, load_model
 from mdl.store.store import Store
@@ -34,6 +35,8 @@ def register(app: typer.Typer) -> None:
 def list_models(as_json: bool = JSON) -> None:
     store = Store.open()
     rows: list[dict[str, Any]] = []
+    cells: list[list[str]] = []
+    now = datetime.now(UTC)
     for tagged in store.tags():
         desc = tagged.descriptor
         size = sum(store.blob_size(d) for d in store.closure(desc))
@@ -47,16 +50,18 @@ def list_models(as_json: bool = JSON) -> None:
                 "modified_at": modified.isoformat().replace("+00:00", "Z"),
             }
         )
+        cells.append(
+            [
+                tagged.reference,
+                desc.digest.hex[:12],
+                listing.human_bytes(size),
+                listing.human_time(modified, now),
+            ]
+        )
     console.result(
         {"models": rows},
         as_json,
-        lambda: console.table(
-            ["NAME", "ID", "SIZE", "MODIFIED"],
-            [
-                [r["name"], r["digest"][7:19], console.human_size(r["size"]), r["modified_at"]]
-                for r in rows
-            ],
-        ),
+        lambda: console.lines(listing.table(["NAME", "ID", "SIZE", "MODIFIED"], cells)),
     )
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from mdl.cli import console
+from mdl.cli import console, listing
 from mdl.spec.errors import MdlError, NotFound
 
 if TYPE_CHECKING:
@@ -67,23 +67,22 @@ def run(
 
 def ps(as_json: bool = JSON) -> None:
     models = Server.from_env().call("/api/ps", None, method="GET")["models"]
-    console.result(
-        {"models": models},
-        as_json,
-        lambda: console.table(
-            ["NAME", "ID", "SIZE", "CONTEXT", "UNTIL"],
-            [
-                [
-                    m["name"],
-                    m["digest"][:12],
-                    console.human_size(m["size"]),
-                    str(m.get("context_length", "")),
-                    _until(m["expires_at"]),
-                ]
-                for m in models
-            ],
-        ),
-    )
+    console.result({"models": models}, as_json, lambda: console.lines(_ps_lines(models)))
+
+
+def _ps_lines(models: list[dict[str, Any]]) -> list[str]:
+    now = datetime.now(UTC)
+    cells = [
+        [
+            m["name"],
+            m["digest"].removeprefix("sha256:")[:12],
+            listing.human_bytes(m["size"]),
+            str(m.get("context_length", "")),
+            listing.human_time(datetime.fromisoformat(m["expires_at"]), now),
+        ]
+        for m in models
+    ]
+    return listing.table(["NAME", "ID", "SIZE", "CONTEXT", "UNTIL"], cells)
 
 
 def stop(ref: str = typer.Argument(..., help="The model reference.")) -> None:
@@ -112,16 +111,6 @@ def _answer(
             markup=False,
         )
     return "".join(parts)
-
-
-def _until(expires_at: str) -> str:
-    moment = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
-    seconds = (moment - datetime.now(UTC)).total_seconds()
-    if seconds > 10 * 365 * 86400:
-        return "Forever"
-    if seconds < 60:
-        return f"{max(seconds, 0):.0f} seconds from now"
-    return f"{seconds / 60:.0f} minutes from now"
 
 
 class ServerError(MdlError):
