@@ -1,11 +1,14 @@
 """The CLI's only voice: results as text or ``--json``, errors on stderr, progress when a TTY.
 
-It is also the only module that imports rich.
+It is also the only module that imports rich. Everything it prints as text passes through
+``printable``: file names from a registry's annotations and a registry's error messages reach
+the terminal here, and must not carry escape sequences or other control characters.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -13,12 +16,30 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ProgressCallback = Callable[[str, int, int], None]
 """(label, bytes just done, total bytes) — what long work reports as it goes."""
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""C0 and C1 controls (ESC among them), DEL, and the bidirectional marks and overrides."""
+
+
+def printable(text: str, *, lines: bool = False) -> str:
+    """``text`` without control characters; newlines and tabs stay when ``lines``, else they
+    become spaces."""
+
+    def replace(match: re.Match[str]) -> str:
+        char = match.group()
+        if char in "\n\t":
+            return char if lines else " "
+        return ""
+
+    return _CONTROL.sub(replace, text)
 
 
 def emit_json(obj: Any) -> None:
@@ -34,7 +55,7 @@ def result(obj: Any, as_json: bool, text: Callable[[], None]) -> None:
 
 
 def line(message: str) -> None:
-    out.print(message, markup=False)
+    out.print(printable(message, lines=True), markup=False)
 
 
 def lines(messages: Iterable[str]) -> None:
@@ -43,11 +64,15 @@ def lines(messages: Iterable[str]) -> None:
 
 
 def warning(message: str) -> None:
-    err.print(f"Warning: {message}", markup=False, style="yellow" if err.is_terminal else None)
+    err.print(
+        f"Warning: {printable(message)}", markup=False, style="yellow" if err.is_terminal else None
+    )
 
 
 def error(message: str) -> None:
-    err.print(f"Error: {message}", markup=False, style="red" if err.is_terminal else None)
+    err.print(
+        f"Error: {printable(message)}", markup=False, style="red" if err.is_terminal else None
+    )
 
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -57,7 +82,7 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     for column in columns:
         grid.add_column(column, no_wrap=True)
     for row in rows:
-        grid.add_row(*row)
+        grid.add_row(*(Text(printable(cell)) for cell in row))
     out.print(grid)
 
 
@@ -82,7 +107,7 @@ def progress(enabled: bool = True) -> Iterator[ProgressCallback]:
     )
 
     bar = Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
@@ -94,6 +119,7 @@ def progress(enabled: bool = True) -> Iterator[ProgressCallback]:
     overall = bar.add_task("total", total=0)
 
     def advance(label: str, done: int, total: int) -> None:
+        label = printable(label)
         if label not in tasks:
             tasks[label] = bar.add_task(label, total=total)
             bar.update(overall, total=(bar.tasks[overall].total or 0) + total)
@@ -114,7 +140,9 @@ def _plain_progress() -> ProgressCallback:
             seen[label] = before + done
             finished = before < total <= seen[label]
         if finished:
-            err.print(f"{label}: {human_size(total)} done", markup=False, highlight=False)
+            err.print(
+                f"{printable(label)}: {human_size(total)} done", markup=False, highlight=False
+            )
 
     return advance
 

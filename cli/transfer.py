@@ -107,14 +107,13 @@ def login(
     insecure: bool = INSECURE,
 ) -> None:
     from mdl.client import credentials
-    from mdl.client.connection import canonical_host
     from mdl.client.transfer import check_login
 
     if not password_stdin:
         raise MdlError("give the password on standard input with --password-stdin")
     password = sys.stdin.readline().rstrip("\r\n")
     found = credentials.Credentials(username, password)
-    host = canonical_host(host)
+    host = credentials.canonical_host(host)
     check_login(host, found, insecure=insecure)
     credentials.save(host, found)
     console.line(f"Login Succeeded: {username} at {host}")
@@ -122,9 +121,8 @@ def login(
 
 def logout(host: str = typer.Argument(..., help="The registry, host[:port].")) -> None:
     from mdl.client import credentials
-    from mdl.client.connection import canonical_host
 
-    host = canonical_host(host)
+    host = credentials.canonical_host(host)
     if not credentials.forget(host):
         raise MdlError(f"not logged in to {host}")
     console.line(f"Removed login credentials for {host}")

@@ -9,6 +9,7 @@ Proxies come from the environment (``HTTPS_PROXY``, ``NO_PROXY``), as httpx read
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import time
@@ -20,17 +21,13 @@ import httpx
 
 from mdl.client import credentials
 from mdl.client.auth import CredentialLookup, RegistryAuth
-from mdl.client.credentials import DOCKER_HUB
+from mdl.client.body import ERROR_BYTES, SMALL_BYTES, read_capped
+from mdl.client.credentials import canonical_host
 from mdl.spec.errors import NotFound, RemoteError, TransportError, Unauthorized
 
 RETRIES = 6
 _LOOPBACK = ("localhost", "127.0.0.1", "[::1]", "::1")
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-def canonical_host(host: str) -> str:
-    """``docker.io`` (and ``index.docker.io``) mean Docker Hub's registry, as in docker."""
-    return DOCKER_HUB if host in ("docker.io", "index.docker.io") else host
 
 
 def is_insecure(host: str, insecure: bool = False) -> bool:
@@ -62,18 +59,28 @@ class Connection:
             verify = os.environ.get("MDL_CA_BUNDLE") or False
         self.base_url = f"{scheme}://{self.host}"
         timeout = httpx.Timeout(connect=15.0, read=stall_timeout(), write=120.0, pool=None)
-        self._token_client = httpx.Client(verify=verify, timeout=timeout)
+        headers = {"User-Agent": "mdl", "Accept-Encoding": "identity"}
+        self._token_client = httpx.Client(verify=verify, timeout=timeout, headers=headers)
+        auth = RegistryAuth(
+            lookup or credentials.lookup, self._token_client, secure=scheme == "https"
+        )
         self.client = httpx.Client(
-            auth=RegistryAuth(lookup or credentials.lookup, self._token_client),
+            auth=auth,
             verify=verify,
             timeout=timeout,
             follow_redirects=True,
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
-            headers={"User-Agent": "mdl"},
+            headers=headers,
         )
 
     def url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else self.base_url + path
+
+    def send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send once; the answer's body is left unread (for ``read_capped``, or to stream)."""
+        return self.client.send(
+            self.client.build_request(method, self.url(path), **kwargs), stream=True
+        )
 
     def request(
         self,
@@ -82,17 +89,19 @@ class Connection:
         *,
         ok: tuple[int, ...] = (200,),
         what: str = "",
+        limit: int = SMALL_BYTES,
         **kwargs: Any,
     ) -> httpx.Response:
         """Send with retries on 5xx, 429 (honouring Retry-After) and dropped connections; an
-        answer outside ``ok`` becomes an mdl error. The response is read whole."""
-
-        def send() -> httpx.Response:
-            return self.client.request(method, self.url(path), **kwargs)
-
-        response = with_retries(send, what or f"{method} {path}")
-        if response.status_code not in ok:
-            raise error_for(response, what or f"{method} {path}")
+        answer outside ``ok`` becomes an mdl error. The body is read, up to ``limit`` bytes."""
+        what = what or f"{method} {path}"
+        response = with_retries(lambda: self.send(method, path, **kwargs), what)
+        try:
+            if response.status_code not in ok:
+                raise error_for(response, what)
+            read_capped(response, limit, what)
+        finally:
+            response.close()
         return response
 
     def close(self) -> None:
@@ -111,7 +120,7 @@ def _probe_scheme(host: str) -> str:
     certificate unchecked unless MDL_CA_BUNDLE names one), else plain HTTP."""
     try:
         with httpx.Client(verify=False, timeout=5.0) as probe:
-            probe.get(f"https://{host}/v2/")
+            probe.send(probe.build_request("GET", f"https://{host}/v2/"), stream=True).close()
     except httpx.HTTPError:
         return "http"
     return "https"
@@ -128,6 +137,7 @@ def with_retries(send: Callable[[], httpx.Response], what: str) -> httpx.Respons
             backoff(attempt)
             continue
         if response.status_code in _RETRY_STATUS and not last:
+            response.close()
             backoff(attempt, response.headers.get("Retry-After"))
             continue
         return response
@@ -155,15 +165,24 @@ def _retry_after_seconds(value: str, default: float) -> float:
 
 
 def error_for(response: httpx.Response, what: str) -> RemoteError | NotFound:
-    """An error answer as an mdl error, keeping the registry's OCI error code and message."""
+    """An error answer as an mdl error, keeping the registry's OCI error code and message; at
+    most ``ERROR_BYTES`` of its body are read."""
     code, message = None, response.reason_phrase
     try:
-        errors = response.json().get("errors") or []
-        if errors:
-            code = errors[0].get("code")
-            message = errors[0].get("message") or message
-    except (ValueError, AttributeError):
-        pass
+        doc = json.loads(read_capped(response, ERROR_BYTES, what))
+    except RemoteError:
+        message += f" (an error body over {ERROR_BYTES} bytes, not read)"
+    except (ValueError, httpx.HTTPError):
+        pass  # no JSON, or the connection failed mid-body: the status says enough
+    else:
+        errors = doc.get("errors") if isinstance(doc, dict) else None
+        first = errors[0] if isinstance(errors, list) and errors else None
+        if isinstance(first, dict):
+            code = first.get("code") if isinstance(first.get("code"), str) else None
+            sent = first.get("message")
+            message = sent if isinstance(sent, str) and sent else message
+    finally:
+        response.close()
     status = response.status_code
     text = f"{what}: {status} {code + ': ' if code else ''}{message}"
     if status in (401, 403):

@@ -12,9 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
+from mdl.client.body import MANIFEST_BYTES
 from mdl.spec import manifest as manifests
 from mdl.spec import mediatypes as mt
 from mdl.spec.descriptor import Descriptor
+from mdl.spec.errors import MdlError
 from mdl.spec.manifest import Index
 
 BLOB_WORKERS = 3
@@ -76,6 +78,11 @@ def _copy_node(
             if child.media_type in mt.MANIFEST_TYPES | mt.INDEX_TYPES:
                 _copy_node(source, destination, child, None, progress, report)
     else:
+        if doc.config.size > MANIFEST_BYTES:  # it is read into memory
+            raise MdlError(
+                f"{desc.digest}: a config of {doc.config.size} bytes is over the limit of "
+                f"{MANIFEST_BYTES}"
+            )
         config = doc.config.with_annotations({mt.ANNOTATION_FILEPATH: "config"})
         _copy_blobs(source, destination, [config, *doc.layers], progress, report)
     destination.put_manifest(desc, data, reference)

@@ -1,6 +1,8 @@
-"""Where registry credentials come from, first match wins:
+"""Where a registry host's credentials come from, first match wins:
 
-1. ``MDL_REGISTRY_USER`` / ``MDL_REGISTRY_PASSWORD`` (CI), for every registry;
+1. ``MDL_REGISTRY_USER`` / ``MDL_REGISTRY_PASSWORD`` (CI), for the hosts listed in
+   ``MDL_REGISTRY_HOST`` (comma-separated ``host[:port]``), or when it is unset for the host of
+   ``MDL_DEFAULT_REGISTRY``: never for any host that asks, as docker and oras scope credentials;
 2. ``mdl login``: ``$MDL_HOME/auth.json``, mode 0600, ``{"auths": {host: {"auth": b64}}}``;
 3. docker's ``config.json`` (``$DOCKER_CONFIG`` or ``~/.docker``): ``credHelpers[host]``, then
    ``credsStore``, through ``docker-credential-<helper> get``; then ``auths[host].auth``.
@@ -33,14 +35,27 @@ class Credentials:
         return f"Credentials(username={self.username!r}, password=***)"
 
 
+def canonical_host(host: str) -> str:
+    """``docker.io`` (and ``index.docker.io``) mean Docker Hub's registry, as in docker."""
+    host = host.strip().lower()
+    return DOCKER_HUB if host in ("docker.io", "index.docker.io") else host
+
+
 def lookup(host: str) -> Credentials | None:
+    """The credentials for ``host`` (``host[:port]``), the host that asks for them."""
     user, password = os.environ.get("MDL_REGISTRY_USER"), os.environ.get("MDL_REGISTRY_PASSWORD")
-    if user and password is not None:
+    if user and password is not None and canonical_host(host) in env_hosts():
         return Credentials(user, password)
     stored = _auth_entry(_read_json(auth_file()), host)
     if stored:
         return stored
     return _from_docker(host)
+
+
+def env_hosts() -> set[str]:
+    """The hosts ``MDL_REGISTRY_USER`` and ``MDL_REGISTRY_PASSWORD`` are for."""
+    listed = os.environ.get("MDL_REGISTRY_HOST") or os.environ.get("MDL_DEFAULT_REGISTRY") or ""
+    return {canonical_host(h) for h in listed.split(",") if h.strip()}
 
 
 def auth_file() -> Path:

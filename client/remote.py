@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 import httpx
 
+from mdl.client.body import MANIFEST_BYTES
 from mdl.client.connection import Connection, error_for
 from mdl.spec import mediatypes as mt
 from mdl.spec.descriptor import Descriptor
@@ -44,12 +45,19 @@ class RemoteRepository:
         self, reference: str, expected: Descriptor | None = None
     ) -> tuple[bytes, str]:
         """The manifest's bytes and media type; checked against ``expected`` (or a digest
-        reference) so a registry cannot hand back other content."""
+        reference) so a registry cannot hand back other content. One over ``MANIFEST_BYTES``
+        is refused, and never read whole."""
+        if expected and expected.size > MANIFEST_BYTES:
+            raise RemoteError(
+                f"{self}@{expected.digest}: a manifest of {expected.size} bytes is over "
+                f"the limit of {MANIFEST_BYTES}"
+            )
         response = self.connection.request(
             "GET",
             self._path("manifests", reference),
             headers={"Accept": MANIFEST_ACCEPT},
             what=f"{self}:{reference}",
+            limit=MANIFEST_BYTES,
         )
         data = response.content
         media_type = _media_type(response.headers.get("Content-Type", ""), data)
@@ -93,7 +101,6 @@ class RemoteRepository:
         headers = {"Range": f"bytes={start}-{end}"}
         with self.connection.client.stream("GET", url, headers=headers) as response:
             if response.status_code not in (200, 206):
-                response.read()
                 raise error_for(response, f"GET {self} blob")
             yield response
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mdl.client.connection import Connection
 from mdl.client.copy import CopyReport, Progress, copy
-from mdl.client.credentials import Credentials
+from mdl.client.credentials import Credentials, canonical_host
 from mdl.client.endpoints import LocalEnd, RemoteEnd
 from mdl.client.formats import adopt, render
 from mdl.client.remote import RemoteRepository
@@ -58,8 +58,12 @@ def push(
 
 
 def check_login(host: str, credentials: Credentials, *, insecure: bool = False) -> None:
-    """Prove the credentials against ``/v2/`` before they are stored."""
-    with Connection(host, insecure=insecure, lookup=lambda _: credentials) as connection:
+    """Prove the credentials against ``/v2/`` before they are stored; they are offered only to
+    ``host`` itself."""
+    host = canonical_host(host)
+    with Connection(
+        host, insecure=insecure, lookup=lambda asking: credentials if asking == host else None
+    ) as connection:
         try:
             connection.request("GET", "/v2/", what=f"login to {connection.host}")
         except Unauthorized as refused:

@@ -61,7 +61,8 @@ def _put_whole(
 ) -> None:
     for attempt in range(RETRIES):
         try:
-            response = repo.connection.client.put(
+            response = repo.connection.send(
+                "PUT",
                 _with_digest(location, desc),
                 content=_read(path, 0, desc.size, report),
                 headers={
@@ -76,6 +77,7 @@ def _put_whole(
             location = repo.start_upload()
             continue
         if response.status_code in (201, 204):
+            response.close()
             return
         error = error_for(response, f"upload {desc.digest} to {repo}")
         if response.status_code < 500 or attempt == RETRIES - 1:
@@ -123,7 +125,8 @@ def _put_chunked(
 def _patch(
     repo: RemoteRepository, location: str, path: Path, start: int, end: int, report: Progress
 ) -> str:
-    response = repo.connection.client.patch(
+    response = repo.connection.send(
+        "PATCH",
         location,
         content=_read(path, start, end, report),
         headers={
@@ -134,23 +137,26 @@ def _patch(
     )
     if response.status_code != 202:
         raise error_for(response, f"upload chunk {start}-{end - 1} to {repo}")
+    response.close()
     return str(response.url.join(response.headers.get("Location", location)))
 
 
 def _finish(repo: RemoteRepository, desc: Descriptor, location: str) -> None:
-    response = repo.connection.client.put(
-        _with_digest(location, desc), headers={"Content-Length": "0"}
+    response = repo.connection.send(
+        "PUT", _with_digest(location, desc), headers={"Content-Length": "0"}
     )
     if response.status_code not in (201, 204):
         raise error_for(response, f"finish upload of {desc.digest} to {repo}")
+    response.close()
 
 
 def _status(repo: RemoteRepository, location: str, desc: Descriptor) -> tuple[str, int]:
     """Where an upload stands: (location, next offset); a fresh upload if it is gone."""
     try:
-        response = repo.connection.client.get(location)
+        response = repo.connection.send("GET", location)
     except httpx.TransportError:
         return location, 0  # the next attempt's request reports whether it is really down
+    response.close()  # the answer is in its status and headers
     if response.status_code != 204:
         return repo.start_upload(), 0
     received = response.headers.get("Range")  # "0-<last byte>", or "0-0" for nothing yet

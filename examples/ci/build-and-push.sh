@@ -6,6 +6,8 @@
 #   MODEL_VERSION    the tag; default: the git tag at HEAD, else CI's build number
 #                    (GITHUB_RUN_NUMBER, CI_PIPELINE_IID, BUILD_NUMBER), else the short commit
 #   MDL_REGISTRY_USER / MDL_REGISTRY_PASSWORD   the registry's credentials
+#   MDL_REGISTRY_HOST  the hosts those credentials are for (comma-separated host[:port]);
+#                      default: MODEL_REPOSITORY's registry. mdl sends them to no other host.
 #   MDL                the mdl command (default: mdl)
 #
 # Prints the manifest digest on stdout (and writes it to model.digest); exits non-zero on any
@@ -15,6 +17,7 @@ set -euo pipefail
 mdl=${MDL:-mdl}
 modelfile=${MODELFILE:-Modelfile}
 repository=${MODEL_REPOSITORY:?set MODEL_REPOSITORY to host[:port]/namespace/name}
+export MDL_REGISTRY_HOST=${MDL_REGISTRY_HOST:-${repository%%/*}}
 revision=$(git rev-parse HEAD 2>/dev/null || true)
 version=${MODEL_VERSION:-$(git describe --tags --exact-match 2>/dev/null || true)}
 version=${version:-${GITHUB_RUN_NUMBER:-${CI_PIPELINE_IID:-${BUILD_NUMBER:-}}}}

@@ -37,8 +37,13 @@ def project(tmp_path: Path, models_dir: Path) -> Path:
 
 
 def _run(
-    project: Path, registry: RunningServer, password: str, home: Path
+    project: Path,
+    registry: RunningServer,
+    password: str,
+    home: Path,
+    hosts: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """The script as CI runs it; ``hosts`` is MDL_REGISTRY_HOST (unset: the script's default)."""
     env = {
         **os.environ,
         "MDL": str(Path(sys.executable).with_name("mdl")),
@@ -48,6 +53,9 @@ def _run(
         "MDL_REGISTRY_PASSWORD": password,
     }
     env.pop("SOURCE_DATE_EPOCH", None)
+    env.pop("MDL_REGISTRY_HOST", None)
+    if hosts is not None:
+        env["MDL_REGISTRY_HOST"] = hosts
     return subprocess.run(
         ["bash", str(SCRIPT)], cwd=project, env=env, capture_output=True, text=True, timeout=300
     )
@@ -66,6 +74,7 @@ def test_pipeline_builds_versions_and_pushes(
         "MDL_HOME": str(tmp_path / "puller"),
         "MDL_REGISTRY_USER": USER,
         "MDL_REGISTRY_PASSWORD": PASSWORD,
+        "MDL_REGISTRY_HOST": registry.host,
     }
     ref = f"{registry.host}/ci/tiny:v1.2.3"
     assert mdl("pull", ref, "-q", env=env).out.strip() == digest
@@ -82,3 +91,10 @@ def test_pipeline_fails_on_bad_credentials(
     done = _run(project, registry, "wrong", tmp_path / "home")
     assert done.returncode == 3
     assert "Error: " in done.stderr and "wrong" not in done.stderr
+
+
+def test_pipeline_credentials_go_only_to_the_listed_hosts(
+    project: Path, registry: RunningServer, tmp_path: Path
+) -> None:
+    done = _run(project, registry, PASSWORD, tmp_path / "home", hosts="registry.example.com")
+    assert done.returncode == 3 and "401" in done.stderr

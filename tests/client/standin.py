@@ -5,11 +5,17 @@ which serves the bytes with ranges and records the headers it was sent; chosen r
 fail with 429 (Retry-After) or 503; the first blob GET can stall halfway through its body (as
 a dying connection does); and, for Ollama's registry, ``GET /v2/`` is 404 and manifests come
 back as ``text/plain``.
+
+Hostile habits too: the registry can ask for basic or bearer credentials and the storage host for
+a bearer token of its own (both hosts serve ``/token`` and record what they were sent); the
+registry can send a huge manifest or a huge error body, an error message or a layer's file name
+with escape sequences in it; and it can speak TLS while the storage host speaks plain HTTP.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import signal
 import socket
@@ -26,7 +32,7 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 _HOP = {"host", "content-length", "transfer-encoding", "connection"}
@@ -44,6 +50,32 @@ class Quirks:
     storage_spans: list[tuple[str, float, float]] = field(default_factory=list)
     """(Range header, start, end) of every blob download the storage host served."""
     failed: list[int] = field(default_factory=list)
+    challenge: str = ""
+    """"basic" or "bearer": the registry answers 401 until a request carries credentials."""
+    realm_on_storage: bool = False
+    """The registry's bearer realm is the storage host's /token (always plain HTTP)."""
+    storage_challenge: bool = False
+    """The storage host answers 401 with a bearer challenge pointing at itself."""
+    huge_manifest: int = 0
+    """Bytes of a never-ending "manifest" every manifest GET answers with (200)."""
+    huge_error: int = 0
+    """Bytes of an error body every manifest GET answers with (404)."""
+    declare_length: bool = False
+    """Whether the huge answers say their length (else they come chunked)."""
+    deny_message: str = ""
+    """Manifest GETs are denied (403) with this message."""
+    layer_title: str = ""
+    """The file name the last layer of a manifest GET's answer gets."""
+    registry_auth: list[str] = field(default_factory=list)
+    """The Authorization header of every request to the registry that had one."""
+    storage_auth: list[str] = field(default_factory=list)
+    """The Authorization header of every blob request the storage host got that had one."""
+    token_requests: list[dict[str, str]] = field(default_factory=list)
+    """host ("registry" or "storage"), authorization and query of every /token request."""
+    streamed: int = 0
+    """Bytes of huge answers handed to the server before the client stopped reading."""
+    storage_host: str = ""
+    """host:port of the storage host, set when the stand-in starts."""
 
 
 def _free_port() -> int:
@@ -52,8 +84,87 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _apps(upstream: str, quirks: Quirks, storage_url: str) -> tuple[Starlette, Starlette]:
+_OPTIONS = (
+    "redirect_blobs",
+    "ollama",
+    "failures",
+    "stall_blobs",
+    "challenge",
+    "realm_on_storage",
+    "storage_challenge",
+    "huge_manifest",
+    "huge_error",
+    "declare_length",
+    "deny_message",
+    "layer_title",
+)
+_RECORDS = (
+    "storage_headers",
+    "storage_spans",
+    "failed",
+    "failures",
+    "stall_blobs",
+    "registry_auth",
+    "storage_auth",
+    "token_requests",
+    "streamed",
+)
+
+
+def _apps(
+    upstream: str, quirks: Quirks, registry_url: str, storage_url: str
+) -> tuple[Starlette, Starlette]:
     client = httpx.AsyncClient(base_url=f"http://{upstream}", timeout=60)
+
+    def token(host: str) -> Route:
+        async def issue(request: Request) -> Response:
+            authorization = request.headers.get("authorization", "")
+            query = str(request.query_params)
+            quirks.token_requests.append(
+                {"host": host, "authorization": authorization, "query": query}
+            )
+            return JSONResponse({"token": f"{host}-token", "expires_in": 300})
+
+        return Route("/token", issue)
+
+    def challenge(realm: str, service: str, scope: str) -> Response:
+        header = f'Bearer realm="{realm}",service="{service}",scope="{scope}"'
+        return Response(b'{"errors":[]}', 401, {"WWW-Authenticate": header})
+
+    def huge(request: Request, size: int, status: int) -> Response:
+        start, piece = b'{"errors":[{"code":"DENIED","message":"', b"x" * 65536
+
+        async def body() -> AsyncIterator[bytes]:
+            yield start
+            while quirks.streamed < size and not await request.is_disconnected():
+                quirks.streamed += len(piece)
+                yield piece
+
+        whole = len(start) + -(-size // len(piece)) * len(piece)
+        headers = {"content-length": str(whole)} if quirks.declare_length else {}
+        return StreamingResponse(body(), status, headers, media_type="application/json")
+
+    retitled: dict[str, Response] = {}  # digest -> a manifest rewritten by with_title
+
+    async def with_title(request: Request, path: str) -> Response:
+        """The manifest with its last layer renamed; an index's children are rewritten too,
+        and the index names them by their new digests."""
+        repository, _, reference = path.rpartition("/")
+        if reference in retitled:
+            return retitled[reference]
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+        answer = await client.get(path, headers=headers)
+        doc = json.loads(answer.content)
+        for child in doc.get("manifests", []):
+            rewritten = await with_title(request, f"{repository}/{child['digest']}")
+            child["digest"] = "sha256:" + hashlib.sha256(rewritten.body).hexdigest()
+            child["size"] = len(rewritten.body)
+        if "layers" in doc:
+            doc["layers"][-1]["annotations"]["org.cncf.model.filepath"] = quirks.layer_title
+        data = json.dumps(doc).encode()
+        rewritten = Response(data, answer.status_code, media_type=answer.headers["content-type"])
+        retitled["sha256:" + hashlib.sha256(data).hexdigest()] = rewritten
+        return rewritten
 
     async def forward(request: Request, path: str, content_type: str | None = None) -> Response:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
@@ -74,6 +185,15 @@ def _apps(upstream: str, quirks: Quirks, storage_url: str) -> tuple[Starlette, S
             return Response(b"", status, {"Retry-After": "1"} if status == 429 else {})
         if path == "/v2/" and quirks.ollama:
             return Response(b"404 page not found", 404)
+        authorization = request.headers.get("authorization")
+        if authorization:
+            quirks.registry_auth.append(authorization)
+        if quirks.challenge == "basic" and not authorization:
+            return Response(b"", 401, {"WWW-Authenticate": 'Basic realm="standin"'})
+        tokens = ("Bearer registry-token", "Bearer storage-token")
+        if quirks.challenge == "bearer" and authorization not in tokens:
+            realm = f"{storage_url if quirks.realm_on_storage else registry_url}/token"
+            return challenge(realm, "standin", "repository:quirks:pull")
         blob_get = request.method == "GET" and "/blobs/sha256:" in path
         if quirks.redirect_blobs and blob_get:
             return RedirectResponse(f"{storage_url}{path}?signature=abc", 307)
@@ -81,6 +201,16 @@ def _apps(upstream: str, quirks: Quirks, storage_url: str) -> tuple[Starlette, S
             quirks.stall_blobs -= 1
             return await stall_halfway(request, path)
         manifest = "/manifests/" in path and request.method in ("GET", "HEAD")
+        if manifest and request.method == "GET":
+            if quirks.huge_manifest:
+                return huge(request, quirks.huge_manifest, 200)
+            if quirks.huge_error:
+                return huge(request, quirks.huge_error, 404)
+            if quirks.deny_message:
+                error = {"code": "DENIED", "message": quirks.deny_message}
+                return JSONResponse({"errors": [error]}, 403)
+            if quirks.layer_title:
+                return await with_title(request, path)
         return await forward(request, path, "text/plain" if manifest and quirks.ollama else None)
 
     async def stall_halfway(request: Request, path: str) -> Response:
@@ -100,6 +230,11 @@ def _apps(upstream: str, quirks: Quirks, storage_url: str) -> tuple[Starlette, S
         if request.url.path == "/ready":
             return Response(b"ok")
         quirks.storage_headers.append(dict(request.headers))
+        authorization = request.headers.get("authorization")
+        if authorization:
+            quirks.storage_auth.append(authorization)
+        if quirks.storage_challenge and authorization != "Bearer storage-token":
+            return challenge(f"{storage_url}/token", "storage", "blob")
         headers = {k: v for k, v in request.headers.items() if k.lower() == "range"}
         upstream_request = client.build_request("GET", request.url.path, headers=headers)
         started = time.monotonic()
@@ -114,16 +249,18 @@ def _apps(upstream: str, quirks: Quirks, storage_url: str) -> tuple[Starlette, S
         return StreamingResponse(body(), answer.status_code, out, background=None)
 
     methods = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
-    front = Starlette(routes=[Route("/{path:path}", registry, methods=methods)])
-    back = Starlette(routes=[Route("/{path:path}", storage, methods=["GET"])])
+    front = Starlette(routes=[token("registry"), Route("/{path:path}", registry, methods=methods)])
+    back = Starlette(routes=[token("storage"), Route("/{path:path}", storage, methods=["GET"])])
     return front, back
 
 
 @contextmanager
-def standin(upstream: str, quirks: Quirks) -> Iterator[str]:
-    """Serve the quirky registry in a child process; yields its host:port. When it stops, the
-    storage host's request headers and the failures it answered are filled into ``quirks``."""
+def standin(upstream: str, quirks: Quirks, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
+    """Serve the quirky registry in a child process; yields its host:port. With ``tls``
+    (certificate, key) the registry speaks HTTPS. When it stops, what it recorded (the
+    storage host's request headers, the failures it answered, ...) is filled into ``quirks``."""
     front, back = _free_port(), _free_port()
+    quirks.storage_host = f"127.0.0.1:{back}"
     with tempfile.TemporaryDirectory() as scratch:
         record = Path(scratch) / "record.json"
         args = [
@@ -133,14 +270,8 @@ def standin(upstream: str, quirks: Quirks) -> Iterator[str]:
             str(front),
             str(back),
             str(record),
-            json.dumps(
-                {
-                    "redirect_blobs": quirks.redirect_blobs,
-                    "ollama": quirks.ollama,
-                    "failures": quirks.failures,
-                    "stall_blobs": quirks.stall_blobs,
-                }
-            ),
+            json.dumps({name: getattr(quirks, name) for name in _OPTIONS}),
+            json.dumps([str(path) for path in tls] if tls else []),
         ]
         with subprocess.Popen(args) as child:
             try:
@@ -157,19 +288,26 @@ def standin(upstream: str, quirks: Quirks) -> Iterator[str]:
                 child.send_signal(signal.SIGINT)
                 child.wait(timeout=15)
         done = json.loads(record.read_text())
-        quirks.storage_headers[:] = done["storage_headers"]
+        for name in _RECORDS:
+            setattr(quirks, name, done[name])
         quirks.storage_spans[:] = [tuple(span) for span in done["storage_spans"]]
-        quirks.failed[:] = done["failed"]
-        quirks.failures[:] = done["failures"]
-        quirks.stall_blobs = done["stall_blobs"]
 
 
-def _serve(upstream: str, front_port: int, back_port: int, record: Path, options: str) -> None:
+def _serve(
+    upstream: str, front_port: int, back_port: int, record: Path, options: str, tls: str
+) -> None:
     quirks = Quirks(**json.loads(options))
-    front, back = _apps(upstream, quirks, f"http://127.0.0.1:{back_port}")
+    cert = json.loads(tls)
+    scheme = "https" if cert else "http"
+    front, back = _apps(
+        upstream, quirks, f"{scheme}://127.0.0.1:{front_port}", f"http://127.0.0.1:{back_port}"
+    )
+    ssl = {"ssl_certfile": cert[0], "ssl_keyfile": cert[1]} if cert else {}
     servers = [
-        uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        for app, port in ((front, front_port), (back, back_port))
+        uvicorn.Server(
+            uvicorn.Config(front, host="127.0.0.1", port=front_port, log_level="warning", **ssl)
+        ),
+        uvicorn.Server(uvicorn.Config(back, host="127.0.0.1", port=back_port, log_level="warning")),
     ]
 
     async def both() -> None:
@@ -180,18 +318,10 @@ def _serve(upstream: str, front_port: int, back_port: int, record: Path, options
     except KeyboardInterrupt:
         pass  # the parent stops us with SIGINT
     finally:
-        record.write_text(
-            json.dumps(
-                {
-                    "storage_headers": quirks.storage_headers,
-                    "storage_spans": quirks.storage_spans,
-                    "failed": quirks.failed,
-                    "failures": quirks.failures,
-                    "stall_blobs": quirks.stall_blobs,
-                }
-            )
-        )
+        record.write_text(json.dumps({name: getattr(quirks, name) for name in _RECORDS}))
 
 
 if __name__ == "__main__":
-    _serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]), sys.argv[5])
+    _serve(
+        sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]), sys.argv[5], sys.argv[6]
+    )

@@ -21,6 +21,7 @@ def test_blob_redirects_are_followed_without_leaking_credentials(
             "MDL_HOME": str(tmp_path / "other"),
             "MDL_REGISTRY_USER": "alice",
             "MDL_REGISTRY_PASSWORD": "s3cret",
+            "MDL_REGISTRY_HOST": host,
         }
         pulled = mdl("pull", f"{host}/quirks/redirect:1", "--json", env=env).json()
     assert pulled["digest"] == tiny_model

@@ -90,7 +90,8 @@ def test_auth_from_env_login_and_docker_config(
     denied = mdl("push", "tiny", ref, ok=False)
     assert denied.code == 3 and "401" in denied.err
     env = {"MDL_REGISTRY_USER": "alice", "MDL_REGISTRY_PASSWORD": PASSWORD}
-    mdl("push", "tiny", ref, env=env)
+    assert mdl("push", "tiny", ref, env=env, ok=False).code == 3  # not for this host
+    mdl("push", "tiny", ref, env=env | {"MDL_REGISTRY_HOST": host})
 
     refused = mdl("login", host, "-u", "alice", "--password-stdin", stdin=b"wrong\n", ok=False)
     assert refused.code == 3 and "wrong" not in refused.err
@@ -116,7 +117,8 @@ def test_docker_credential_helper_is_asked(
     mdl: MdlRunner, tiny_model: str, distribution_auth: Registry, tmp_path: Path
 ) -> None:
     ref = f"{distribution_auth.host}/private/helper:1"
-    mdl("push", "tiny", ref, env={"MDL_REGISTRY_USER": "alice", "MDL_REGISTRY_PASSWORD": PASSWORD})
+    env = {"MDL_REGISTRY_USER": "alice", "MDL_REGISTRY_PASSWORD": PASSWORD}
+    mdl("push", "tiny", ref, env=env | {"MDL_REGISTRY_HOST": distribution_auth.host})
     bin_dir, docker = tmp_path / "bin", tmp_path / "docker"
     bin_dir.mkdir()
     docker.mkdir()

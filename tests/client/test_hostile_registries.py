@@ -1,0 +1,180 @@
+"""Pulls from registries and storage hosts that try to take more than they should: credentials
+meant for another host, memory for a huge manifest or error body, the terminal through escape
+sequences in what they send."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cli_runner import MdlRunner
+from client_registries import Registry
+from servers import self_signed
+from standin import Quirks, standin
+
+USER, PASSWORD = "alice", "s3cret"
+HUGE = 512 * 1024 * 1024
+CONTROL = [chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)) if chr(c) not in "\n\t"]
+
+
+def _env(tmp_path: Path, hosts: str | None) -> dict[str, str]:
+    env = {"MDL_HOME": str(tmp_path / "other"), "MDL_REGISTRY_USER": USER}
+    env["MDL_REGISTRY_PASSWORD"] = PASSWORD
+    if hosts is not None:
+        env["MDL_REGISTRY_HOST"] = hosts
+    return env
+
+
+def test_a_storage_host_challenge_is_never_answered_with_the_registrys_credentials(
+    mdl: MdlRunner, tiny_model: str, distribution: Registry, tmp_path: Path
+) -> None:
+    mdl("push", "tiny", f"{distribution.host}/quirks/foreign:1")
+    quirks = Quirks(redirect_blobs=True, storage_challenge=True)
+    with standin(distribution.host, quirks) as host:
+        pulled = mdl("pull", f"{host}/quirks/foreign:1", "-q", env=_env(tmp_path, host))
+    assert pulled.out.strip() == tiny_model
+    asked = [r for r in quirks.token_requests if r["host"] == "storage"]
+    assert asked and all(r["authorization"] == "" for r in asked), quirks.token_requests
+    assert quirks.storage_auth and set(quirks.storage_auth) == {"Bearer storage-token"}
+
+
+def test_env_credentials_go_only_to_the_listed_hosts(
+    mdl: MdlRunner, tiny_model: str, distribution: Registry, tmp_path: Path
+) -> None:
+    mdl("push", "tiny", f"{distribution.host}/quirks/scoped:1")
+
+    def pull(env_for: Callable[[str], dict[str, str]]) -> tuple[int, list[str]]:
+        """Pull from a registry that asks for basic credentials: exit code, what it was sent."""
+        quirks = Quirks(challenge="basic")
+        with standin(distribution.host, quirks) as host:
+            code = mdl("pull", f"{host}/quirks/scoped:1", "-q", env=env_for(host), ok=False).code
+        return code, quirks.registry_auth
+
+    elsewhere = "registry.example.com"
+    assert pull(lambda host: _env(tmp_path, f"{elsewhere},127.0.0.2:5000")) == (3, [])
+    assert pull(lambda host: _env(tmp_path, None) | {"MDL_DEFAULT_REGISTRY": elsewhere}) == (3, [])
+    for env_for in (
+        lambda host: _env(tmp_path, f"{elsewhere}, {host}"),
+        lambda host: _env(tmp_path, None) | {"MDL_DEFAULT_REGISTRY": host},
+    ):
+        code, sent = pull(env_for)
+        assert code == 0 and sent and all(a.startswith("Basic ") for a in sent)
+
+
+@pytest.mark.parametrize("route", ["realm", "redirect"])
+def test_credentials_never_go_over_plain_http_from_an_https_registry(
+    route: str, mdl: MdlRunner, tiny_model: str, distribution: Registry, tmp_path: Path
+) -> None:
+    """``realm``: the registry's bearer realm is an http:// URL. ``redirect``: blobs are sent on
+    to an http:// storage host that challenges, though credentials are listed for it too."""
+    mdl("push", "tiny", f"{distribution.host}/quirks/downgrade:1")
+    cert, key = self_signed(tmp_path)
+    if route == "realm":
+        quirks = Quirks(challenge="bearer", realm_on_storage=True)
+    else:
+        quirks = Quirks(redirect_blobs=True, storage_challenge=True)
+    with standin(distribution.host, quirks, tls=(cert, key)) as host:
+        env = _env(tmp_path, f"{host},{quirks.storage_host}") | {"MDL_CA_BUNDLE": str(cert)}
+        pulled = mdl("pull", f"{host}/quirks/downgrade:1", "-q", env=env)
+    assert pulled.out.strip() == tiny_model
+    assert quirks.token_requests, "no token was asked for"
+    assert all(r["authorization"] == "" for r in quirks.token_requests), quirks.token_requests
+    assert not [a for a in quirks.storage_auth if not a.startswith("Bearer ")]
+
+
+@pytest.mark.parametrize("declared", [False, True], ids=["chunked", "content-length"])
+def test_a_huge_manifest_is_refused_without_being_read_whole(
+    declared: bool, mdl: MdlRunner, distribution: Registry, tmp_path: Path
+) -> None:
+    quirks = Quirks(huge_manifest=HUGE, declare_length=declared)
+    with standin(distribution.host, quirks) as host:
+        failed = mdl("pull", f"{host}/quirks/huge:1", env=_env(tmp_path, None), ok=False)
+    assert failed.code == 1 and "over the limit of 4194304" in failed.err
+    assert "Traceback" not in failed.err
+    assert quirks.streamed < 64 * 1024 * 1024  # what the socket buffers hold, not 512 MiB
+
+
+def test_a_huge_error_body_is_not_read_whole(
+    mdl: MdlRunner, distribution: Registry, tmp_path: Path
+) -> None:
+    quirks = Quirks(huge_error=HUGE)
+    with standin(distribution.host, quirks) as host:
+        failed = mdl("pull", f"{host}/quirks/huge:1", env=_env(tmp_path, None), ok=False)
+    assert failed.code == 4  # still the registry's 404
+    assert "404" in failed.err and "error body over 8192 bytes, not read" in failed.err
+    assert quirks.streamed < 64 * 1024 * 1024
+
+
+def test_a_registry_error_message_reaches_the_terminal_without_control_characters(
+    mdl: MdlRunner, distribution: Registry, tmp_path: Path
+) -> None:
+    message = "\x1b]0;owned\x07\x1b[2J\rnot \u202eallowed\x9b31m\nLogin Succeeded"
+    with standin(distribution.host, Quirks(deny_message=message)) as host:
+        failed = mdl("pull", f"{host}/quirks/denied:1", env=_env(tmp_path, None), ok=False)
+    assert failed.code == 3
+    assert "]0;owned[2Jnot allowed31m Login Succeeded" in failed.err
+    assert not [c for c in [*CONTROL, "\u202e"] if c in failed.err]
+    assert failed.err.count("\n") == 1
+
+
+TITLE = "weights\x1b]0;owned\x07\x1b[5m[/bold]\rnotes.txt"
+SHOWN = "weights]0;owned[5m[/bold]notes.txt"
+
+
+def test_a_file_name_from_annotations_is_printed_without_control_characters(
+    mdl: MdlRunner, tiny_model: str, distribution: Registry, tmp_path: Path
+) -> None:
+    mdl("push", "tiny", f"{distribution.host}/quirks/title:1")
+    with standin(distribution.host, Quirks(layer_title=TITLE)) as host:
+        pulled = mdl("pull", f"{host}/quirks/title:1", env=_env(tmp_path, None))
+    assert f"{SHOWN}: " in pulled.err
+    assert not [c for c in CONTROL if c in pulled.out + pulled.err]
+
+
+def test_progress_on_a_terminal_shows_remote_file_names_inert(
+    mdl: MdlRunner, tiny_model: str, distribution: Registry, tmp_path: Path
+) -> None:
+    """On a TTY the progress bars name the layers: the name's escape sequences are gone, and
+    its brackets are text, not rich markup ("[/bold]" once crashed the bar)."""
+    mdl("push", "tiny", f"{distribution.host}/quirks/tty:1")
+    with standin(distribution.host, Quirks(layer_title=TITLE)) as host:
+        code, shown = _on_a_terminal(
+            ["pull", f"{host}/quirks/tty:1"],
+            _env(tmp_path, None) | {"TERM": "xterm", "COLUMNS": "200"},
+        )
+    assert code == 0, shown
+    assert "]0;owned" in shown and "[/bold]" in shown  # the name was shown...
+    assert "\x1b]0;owned" not in shown and "\x1b[5m" not in shown and "\x07" not in shown
+
+
+def _on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run the CLI with stdout and stderr on a pseudo-terminal; its exit code and output."""
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        [sys.executable, "-m", "mdl.cli", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+        env={**os.environ, **env},
+    ) as child:
+        os.close(follower)
+        output = bytearray()
+        while True:
+            ready, _, _ = select.select([leader], [], [], 120)
+            assert ready, "the CLI printed nothing for 120 s"
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # EIO: every end of the terminal is closed
+                break
+            if not data:
+                break
+            output += data
+        os.close(leader)
+        code = child.wait(timeout=60)
+    return code, output.decode(errors="replace")
