@@ -78,9 +78,8 @@ def test_the_provenance_names_every_input() -> None:
     definition = statement["predicate"]["buildDefinition"]
     assert definition["externalParameters"]["modelfile"]["text"] == FACTS.modelfile_text
     assert definition["internalParameters"] == {"SOURCE_DATE_EPOCH": 1700000000}
-    assert {"name": "FROM", "digest": {"sha256": FACTS.base.hex}} in definition[
-        "resolvedDependencies"
-    ]  # type: ignore[union-attr]
+    base = {"name": "FROM", "digest": {"sha256": BASE.hex}}
+    assert base in definition["resolvedDependencies"]
     assert statement["predicate"]["runDetails"]["builder"]["version"] == {"mdl": "0.1.0"}
 
 
