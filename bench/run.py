@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import build_bench
+import quantize_bench
 import registry_bench
 import serve_bench
 import transfer_bench
@@ -28,6 +29,7 @@ from common import FamilyResult, Options, machine_info
 
 FAMILIES: dict[str, Callable[[Options], FamilyResult]] = {
     build_bench.NAME: build_bench.run,
+    quantize_bench.NAME: quantize_bench.run,
     transfer_bench.NAME: transfer_bench.run,
     registry_bench.NAME: registry_bench.run,
     serve_bench.NAME: serve_bench.run,

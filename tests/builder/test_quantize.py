@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -197,3 +199,22 @@ def test_a_quantizer_failure_is_a_build_error_with_llama_cpp_s_reason(
         )  # fmt: skip
     assert str(failed.value).startswith(f"{sources / 'wide-f16.gguf'}: llama.cpp could not")
     assert "llama_model_quantize: failed to quantize:" in str(failed.value)
+
+
+def test_the_builder_and_a_plain_build_do_not_import_llama_cpp(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    """llama_cpp loads only to quantize: the CLI starts fast, and mdl without its serve extra
+    still builds."""
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from mdl.builder.build import build_model\n"
+        "from mdl.spec.modelfile import parse_modelfile\n"
+        "from mdl.store.store import Store\n"
+        f"build_model(Store(Path({str(tmp_path / 'store')!r})), parse_modelfile('FROM tiny.gguf'),"
+        f" Path({str(models_dir)!r}), [])\n"
+        "assert 'llama_cpp' not in sys.modules, 'llama_cpp was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
