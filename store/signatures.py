@@ -77,25 +77,36 @@ def sign(
 
 def attach_bundle(store: Store, subject: Descriptor, bundle: bytes) -> Descriptor:
     """Store ``bundle`` as a referrer of ``subject`` in cosign v3's layout; its descriptor."""
-    predicate = _predicate_type(bundle)
-    annotations = {ANNOTATION_BUNDLE_CONTENT: "dsse-envelope", ANNOTATION_PREDICATE_TYPE: predicate}
+    annotations = {
+        ANNOTATION_BUNDLE_CONTENT: "dsse-envelope",
+        ANNOTATION_PREDICATE_TYPE: _predicate_type(bundle),
+    }
+    return attach_document(store, subject, sigstore.BUNDLE_MEDIA_TYPE, bundle, annotations)
+
+
+def attach_document(
+    store: Store,
+    subject: Descriptor,
+    artifact_type: str,
+    data: bytes,
+    annotations: Mapping[str, str] | None = None,
+) -> Descriptor:
+    """Store ``data`` as a one-layer OCI 1.1 artifact whose ``subject`` is ``subject`` (the
+    empty config, ``artifactType`` = the layer's media type) and attach it; its descriptor."""
+    annotations = dict(annotations or {})
     with store.writing():
         config = store.put_bytes(mt.OCI_EMPTY, EMPTY_CONFIG)
-        layer = store.put_bytes(sigstore.BUNDLE_MEDIA_TYPE, bundle)
+        layer = store.put_bytes(artifact_type, data)
         manifest = Manifest(
             config=config,
             layers=(layer,),
-            artifact_type=sigstore.BUNDLE_MEDIA_TYPE,
+            artifact_type=artifact_type,
             subject=Descriptor(subject.media_type, subject.digest, subject.size),
             annotations=annotations,
         )
         desc = store.put_bytes(mt.OCI_MANIFEST, encode(manifest))
         referrer = Descriptor(
-            desc.media_type,
-            desc.digest,
-            desc.size,
-            annotations,
-            {"artifactType": sigstore.BUNDLE_MEDIA_TYPE},
+            desc.media_type, desc.digest, desc.size, annotations, {"artifactType": artifact_type}
         )
         store.attach(referrer, subject.digest)
     return referrer
