@@ -136,8 +136,13 @@ def create_app(
             Exception: _unexpected,
         },
     )
-    uploads_ = Uploads(repos, limits or UploadLimits())
-    app.state.registry = Registry(repos, uploads_, open_access=auth is None)
+    sessions = Uploads(repos, limits or UploadLimits())
+    metrics.gauge(
+        "mdl_registry_upload_hashes",
+        "Running upload hashes this process holds in memory.",
+        sessions.cached,
+    )
+    app.state.registry = Registry(repos, sessions, open_access=auth is None)
     if auth is not None:
         app.state.auth = auth
     return app

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +34,11 @@ class Metrics:
         self.bytes_in = 0
         self.bytes_out = 0
         self.seconds = 0.0
+        self._gauges: list[tuple[str, str, Callable[[], int]]] = []
+
+    def gauge(self, name: str, description: str, read: Callable[[], int]) -> None:
+        """A value read when the metrics are rendered."""
+        self._gauges.append((name, description, read))
 
     def record(
         self, method: str, status: int, bytes_in: int, bytes_out: int, seconds: float
@@ -60,6 +66,8 @@ class Metrics:
             "# TYPE mdl_registry_sent_bytes_total counter",
             f"mdl_registry_sent_bytes_total {self.bytes_out}",
         ]
+        for name, description, read in self._gauges:
+            lines += [f"# HELP {name} {description}", f"# TYPE {name} gauge", f"{name} {read()}"]
         return "\n".join(lines) + "\n"
 
 

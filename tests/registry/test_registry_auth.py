@@ -8,6 +8,7 @@ import re
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -354,3 +355,117 @@ def test_a_bad_policy_names_the_problem(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "unknown actions ['fly']" in result.stderr
+
+
+@pytest.mark.parametrize("suffix", ["%0A", "%0D%0A", "%00", "%09", "%7F"])
+def test_a_control_character_after_a_path_is_no_way_into_a_private_repository(
+    basic: RunningServer, suffix: str
+) -> None:
+    with client(basic, "alice") as http:
+        image(http, "team/private", "secret-tag", layers=0)
+    with client(basic) as http:
+        response = http.get(f"/v2/team/private/tags/list{suffix}")
+    assert response.status_code == 400, response.text
+    assert errors(response) == ["UNSUPPORTED"]
+    assert "secret-tag" not in response.text
+
+
+def test_a_path_the_router_does_not_parse_is_denied(basic: RunningServer) -> None:
+    """Not 'any signed-in caller' (the old fallback): a path no route parses needs a right
+    nobody has."""
+    with client(basic, "alice") as http:
+        for path in ("/v2/team/private/nothing-here", "/v2/team/private/tags/list/x", "/other"):
+            response = http.get(path)
+            assert response.status_code == 403, (path, response.text)
+            assert errors(response) == ["DENIED"]
+    with client(basic) as http:
+        assert http.get("/v2/team/private/nothing-here").status_code == 401
+
+
+def test_a_name_with_quotes_adds_nothing_to_the_challenge(token: RunningServer) -> None:
+    injected = "/v2/team%2Fm%22,service%3D%22evil/tags/list"
+    headers = {"Authorization": "Bearer not-a-token"}
+    with httpx.Client(base_url=token.url, headers=headers) as http:
+        response = http.get(injected)
+        assert response.status_code == 400, response.headers
+        assert errors(response) == ["NAME_INVALID"]
+        assert "evil" not in response.headers.get("www-authenticate", "")
+        forged_host = http.get("/v2/team/m/tags/list", headers={"Host": 'h",error="evil'})
+        assert forged_host.status_code == 400
+        assert errors(forged_host) == ["UNSUPPORTED"]
+        assert "evil" not in forged_host.headers.get("www-authenticate", "")
+
+
+def test_metrics_need_a_signed_in_user_when_auth_is_on(basic: RunningServer) -> None:
+    with client(basic) as http:
+        anonymous = http.get("/metrics")
+    assert anonymous.status_code == 401
+    assert errors(anonymous) == ["UNAUTHORIZED"]
+    with client(basic, "bob") as http:
+        signed_in = http.get("/metrics")
+    assert signed_in.status_code == 200
+    assert "mdl_registry_requests_total" in signed_in.text
+
+
+def test_a_user_named_anonymous_is_refused(tmp_path: Path) -> None:
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
+    (tmp_path / "htpasswd").write_text(f"anonymous:{hashed}\n")
+    result = serve_fails(
+        "--port", "1", "--root", str(tmp_path), "--htpasswd", f"{tmp_path}/htpasswd"
+    )
+    assert result.returncode == 2
+    assert "'anonymous' is reserved" in result.stderr
+
+
+def test_a_password_over_72_bytes_logs_in_as_htpasswd_hashed_it(tmp_path: Path) -> None:
+    """bcrypt uses the first 72 bytes; ``htpasswd -B`` hashes those, python's bcrypt 5 raises on
+    longer input, so such users could never log in."""
+    password = "p" * 72 + "-and-more-that-bcrypt-never-reads"
+    line = subprocess.run(
+        ["htpasswd", "-Bbn", "-C", "4", "carol", password],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    (tmp_path / "htpasswd").write_text(line + "\n")
+    with start_mdl_registry(tmp_path / "root", "--htpasswd", str(tmp_path / "htpasswd")) as server:
+        for attempt in (password, password[:72], password[:72] + "other tail"):
+            with httpx.Client(base_url=server.url, auth=("carol", attempt)) as http:
+                assert http.get("/v2/").status_code == 200, attempt
+        with httpx.Client(base_url=server.url, auth=("carol", password[:71])) as http:
+            assert http.get("/v2/").status_code == 401
+
+
+def median_login_seconds(server: RunningServer, user: str, tries: int) -> float:
+    times = []
+    with httpx.Client(base_url=server.url, auth=(user, "wrong password")) as http:
+        for _ in range(tries):
+            started = time.perf_counter()
+            assert http.get("/v2/").status_code == 401
+            times.append(time.perf_counter() - started)
+    return sorted(times)[tries // 2]
+
+
+def test_an_unknown_user_takes_as_long_as_a_wrong_password(tmp_path: Path) -> None:
+    hashed = bcrypt.hashpw(b"right", bcrypt.gensalt(10)).decode()  # ~50 ms a check
+    (tmp_path / "htpasswd").write_text(f"dora:{hashed}\n")
+    with start_mdl_registry(tmp_path / "root", "--htpasswd", str(tmp_path / "htpasswd")) as server:
+        known = median_login_seconds(server, "dora", 4)
+        unknown = median_login_seconds(server, "nobody", 4)
+    assert unknown > 0.6 * known, (unknown, known)
+
+
+def test_failed_logins_are_rate_limited_per_client(tmp_path: Path) -> None:
+    htpasswd = write_htpasswd(tmp_path / "htpasswd")
+    args = ("--auth", "token", "--htpasswd", str(htpasswd))
+    with start_mdl_registry(tmp_path / "root", *args) as server:
+        with client(server, "alice", "wrong") as http:
+            for _ in range(10):
+                assert http.get("/v2/").status_code == 401
+            limited = http.get("/v2/")
+        assert limited.status_code == 429
+        assert errors(limited) == ["TOOMANYREQUESTS"]
+        assert 1 <= int(limited.headers["retry-after"]) <= 60
+        with client(server, "alice") as http:
+            assert http.get("/token", params={"scope": "repository:a:pull"}).status_code == 429
+            assert http.get("/v2/").status_code == 429
