@@ -18,7 +18,8 @@ import pytest
 from oci import errors, image, push_blob
 from servers import RunningServer, self_signed, start_mdl_registry
 
-USERS = {"alice": "alice-secret", "bob": "bob-secret"}
+USERS = {"alice": "alice-secret", "bob": "bob-secret", "eve": "eve-secret"}
+"""eve is signed in but the policy grants her nothing."""
 POLICY = """
 [[allow]]
 repositories = ["team/*"]
@@ -363,11 +364,13 @@ def test_a_control_character_after_a_path_is_no_way_into_a_private_repository(
 ) -> None:
     with client(basic, "alice") as http:
         image(http, "team/private", "secret-tag", layers=0)
-    with client(basic) as http:
-        response = http.get(f"/v2/team/private/tags/list{suffix}")
-    assert response.status_code == 400, response.text
-    assert errors(response) == ["UNSUPPORTED"]
-    assert "secret-tag" not in response.text
+    for user in ("eve", None):
+        with client(basic, user) as http:
+            assert http.get("/v2/team/private/tags/list").status_code in (401, 403)
+            response = http.get(f"/v2/team/private/tags/list{suffix}")
+        assert response.status_code == 400, response.text
+        assert errors(response) == ["UNSUPPORTED"]
+        assert "secret-tag" not in response.text
 
 
 def test_a_path_the_router_does_not_parse_is_denied(basic: RunningServer) -> None:
