@@ -67,6 +67,12 @@ def serve(
     max_uploads: int = typer.Option(
         100, "--max-uploads", min=1, help="Open upload sessions allowed per repository."
     ),
+    upload_expiry: int = typer.Option(
+        86400,
+        "--upload-expiry",
+        min=1,
+        help="Drop upload sessions idle this long (seconds) when a repository is full.",
+    ),
     access_log: bool = typer.Option(
         True, "--access-log/--no-access-log", help="JSON access log lines on stderr."
     ),
@@ -95,6 +101,7 @@ def serve(
         access_log=access_log,
         origins=tuple(origin or _env_origins()),
         max_uploads=max_uploads,
+        upload_expiry=upload_expiry,
     )
     run(config)
 

@@ -22,7 +22,7 @@ from mdl.registry.auth.gate import AuthSettings
 from mdl.registry.auth.htpasswd import Htpasswd
 from mdl.registry.auth.policy import Policy
 from mdl.registry.auth.tokens import TokenIssuer, load_or_create_key
-from mdl.registry.sessions import DEFAULT_MAX_UPLOADS, UploadLimits
+from mdl.registry.sessions import DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_EXPIRY, UploadLimits
 from mdl.registry.storage.filesystem import FilesystemDriver
 from mdl.spec.browser import BrowserPolicy, is_loopback
 from mdl.spec.errors import MdlError
@@ -60,6 +60,8 @@ class ServeConfig:
     """More browser origins open access answers (``MDL_ORIGINS``), as ``mdl serve`` takes."""
     max_uploads: int = DEFAULT_MAX_UPLOADS
     """Open upload sessions per repository."""
+    upload_expiry: int = DEFAULT_UPLOAD_EXPIRY
+    """Seconds after which an idle upload session may be dropped (its memory at once)."""
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -90,8 +92,8 @@ def check(config: ServeConfig) -> None:
     for flag, value in (("--service", config.service), ("--realm", config.realm or "")):
         if _UNQUOTABLE.search(value):
             raise ServeError(f"{flag} must not hold quotes, backslashes or control characters")
-    if config.max_uploads < 1:
-        raise ServeError("--max-uploads must be at least 1")
+    if config.max_uploads < 1 or config.upload_expiry < 1:
+        raise ServeError("--max-uploads and --upload-expiry must be at least 1")
     build_app(config)
 
 
@@ -118,7 +120,7 @@ def build_app(config: ServeConfig) -> Starlette:
         auth=auth_settings(config),
         read_only=config.read_only,
         browser=BrowserPolicy.create(config.host, config.origins),
-        limits=UploadLimits(per_repository=config.max_uploads),
+        limits=UploadLimits(per_repository=config.max_uploads, expiry=config.upload_expiry),
     )
 
 

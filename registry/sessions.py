@@ -38,14 +38,16 @@ from mdl.spec.digest import HEX_LENGTHS, Digest
 READ_CHUNK = 4 * 1024 * 1024
 DEFAULT_ALGORITHM = "sha256"
 DEFAULT_MAX_UPLOADS = 100
+DEFAULT_UPLOAD_EXPIRY = 86400
 
 
 @dataclass(frozen=True)
 class UploadLimits:
     per_repository: int = DEFAULT_MAX_UPLOADS
     """Open sessions one repository may have (TOO_MANY_UPLOADS, 429, beyond)."""
-    expiry: float = 86400.0
-    """Seconds idle after which a session may be dropped to make room (``gc`` uses its own)."""
+    expiry: float = DEFAULT_UPLOAD_EXPIRY
+    """Seconds idle after which a session may be dropped to make room, and its running hash
+    forgotten (``gc`` has its own expiry for the storage)."""
     cached_hashes: int = 1024
     """Running hashes kept in memory at most; one forgotten costs a re-read at its commit."""
 

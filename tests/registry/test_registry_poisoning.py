@@ -4,6 +4,7 @@ commit re-hashes what its own process did not hash, and only verified bytes beco
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -58,15 +59,16 @@ def test_interleaved_patches_on_two_processes_cannot_poison_a_digest(
 
     def stalled_chunk(location: str) -> None:
         headers = {"Content-Range": f"0-{2 * SIZE - 1}", "Content-Length": str(2 * SIZE)}
-        with httpx.Client(base_url=b.url, timeout=60) as client:
-            try:
-                client.patch(location, content=stalled_body(), headers=headers)
-            except (httpx.HTTPError, ConnectionAbortedError):
-                pass
+        with (
+            httpx.Client(base_url=b.url, timeout=60) as client,
+            contextlib.suppress(httpx.HTTPError, ConnectionAbortedError),
+        ):
+            client.patch(location, content=stalled_body(), headers=headers)
 
-    with httpx.Client(base_url=a.url, timeout=60) as on_a, httpx.Client(
-        base_url=b.url, timeout=60
-    ) as on_b:
+    with (
+        httpx.Client(base_url=a.url, timeout=60) as on_a,
+        httpx.Client(base_url=b.url, timeout=60) as on_b,
+    ):
         location = on_a.post(f"/v2/{REPO}/blobs/uploads/").headers["location"]
         data = upload_data(root, location)
         stalled = threading.Thread(target=stalled_chunk, args=(location,))

@@ -6,7 +6,9 @@ import pytest
 
 from mdl.registry import names
 from mdl.registry.auth.scopes import Need, RequestedScope, need
+from mdl.registry.auth.throttle import LoginThrottle
 from mdl.registry.errors import ErrorCode, OCIError
+from mdl.registry.numbers import CAP, decimal
 from mdl.registry.pagination import link, page_size, paginate
 from mdl.registry.ranges import Unsatisfiable, byte_range, content_range, upload_range
 
@@ -120,6 +122,12 @@ def test_bad_page_sizes_are_refused(n: str) -> None:
         ("GET", "/v2/a/blobs/uploads/x/tags/list", Need("repository", "a/blobs/uploads/x", "pull")),
         ("GET", "/healthz", None),
         ("GET", "/token", None),
+        ("GET", "/metrics", Need("metrics")),
+        ("GET", "/v2/a/tags/list\n", Need("unknown")),
+        ("GET", "/v2/a/unknown", Need("unknown")),
+        ("GET", "/elsewhere", Need("unknown")),
+        ("POST", "/v2/a/blobs/uploads/b", Need("repository", "a", "push")),
+        ("HEAD", "/v2/a/blobs/uploads/b", Need("repository", "a", "pull")),
     ],
 )
 def test_need_from_method_and_path(method: str, path: str, expected: Need | None) -> None:
@@ -142,3 +150,28 @@ def test_error_table_codes_and_statuses_are_distinct_entries() -> None:
     error = OCIError(ErrorCode.BLOB_UPLOAD_OUT_OF_ORDER, {"offset": 3})
     assert (error.code.code, error.code.status) == ("BLOB_UPLOAD_INVALID", 416)
     assert error.body().startswith(b'{"errors": [{"code": "BLOB_UPLOAD_INVALID"')
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("0", 0), ("0042", 42), ("9" * 5000, CAP), ("0" * 5000 + "7", 7), ("\u00b2", None), ("", None),
+     ("-1", None), (" 1", None), ("1\n", None)],
+)  # fmt: skip
+def test_decimal_reads_ascii_digits_and_caps_long_numbers(text: str, value: int | None) -> None:
+    assert decimal(text) == value
+
+
+def test_the_login_throttle_counts_failures_in_a_window_with_bounded_memory() -> None:
+    now = [0.0]
+    throttle = LoginThrottle(limit=3, window=60, max_clients=2, clock=lambda: now[0])
+    for _ in range(3):
+        assert throttle.retry_after("a") is None
+        throttle.failed("a")
+    assert throttle.retry_after("a") == 60
+    now[0] = 59.5
+    assert throttle.retry_after("a") == 1
+    now[0] = 60.0
+    assert throttle.retry_after("a") is None
+    for client in ("b", "c", "d"):
+        throttle.failed(client)
+    assert len(throttle._failures) == 2

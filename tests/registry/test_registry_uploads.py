@@ -4,6 +4,7 @@ cancel, mount, digest mismatch, sessions that survive a restart."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import httpx
@@ -238,3 +239,52 @@ def test_upload_sessions_survive_a_restart(tmp_path: Path) -> None:
         assert client.get(f"/v2/restart/me/blobs/{digest(DATA)}").content == DATA
         assert client.get(empty).headers["range"] == "0-0"
         assert client.put(empty, params={"digest": digest(b"")}).status_code == 201
+
+
+def upload_hashes(http: httpx.Client) -> int:
+    """The running hashes the server holds in memory, from /metrics."""
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith("mdl_registry_upload_hashes "):
+            return int(line.split()[1])
+    raise AssertionError("mdl_registry_upload_hashes is not in /metrics")
+
+
+def test_an_upload_holds_memory_only_until_it_ends(http: httpx.Client, repo: str) -> None:
+    before = upload_hashes(http)
+    started = [start(http, repo) for _ in range(3)]
+    assert upload_hashes(http) == before  # a session with no bytes yet costs no memory
+    for location in started:
+        assert http.patch(location, content=DATA[:10]).status_code == 202
+    assert upload_hashes(http) == before + 3
+    assert http.put(started[0], params={"digest": digest(DATA[:10])}).status_code == 201
+    assert http.delete(started[1]).status_code == 204
+    bad = http.put(started[2], params={"digest": digest(b"something else")})
+    assert bad.status_code == 400
+    assert upload_hashes(http) == before
+
+
+def test_upload_sessions_are_bounded_per_repository(tmp_path: Path) -> None:
+    server = start_mdl_registry(tmp_path / "root", "--max-uploads", "3")
+    with server, httpx.Client(base_url=server.url) as http:
+        locations = [start(http, "t/full") for _ in range(3)]
+        refused = http.post("/v2/t/full/blobs/uploads/")
+        assert refused.status_code == 429
+        assert errors(refused) == ["TOOMANYREQUESTS"]
+        monolithic = http.post("/v2/t/full/blobs/uploads/", params={"digest": digest(b"m")})
+        assert monolithic.status_code == 429
+        start(http, "t/other")
+        assert http.delete(locations[0]).status_code == 204
+        start(http, "t/full")
+
+
+def test_an_expired_session_makes_room_and_frees_its_memory(tmp_path: Path) -> None:
+    server = start_mdl_registry(tmp_path / "root", "--max-uploads", "1", "--upload-expiry", "1")
+    with server, httpx.Client(base_url=server.url) as http:
+        idle = start(http, "t/expiring")
+        assert http.patch(idle, content=b"abc").status_code == 202
+        assert upload_hashes(http) == 1
+        time.sleep(2.1)  # the session's idle time is what is under test
+        fresh = start(http, "t/expiring")
+        assert http.get(idle).status_code == 404
+        assert http.patch(fresh, content=b"def").status_code == 202
+        assert upload_hashes(http) == 1

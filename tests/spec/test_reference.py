@@ -100,3 +100,20 @@ def test_str_parse_round_trip(registry: str | None, path: list[str], tag: str) -
 def test_parse_never_raises_anything_but_invalid_reference(text: str) -> None:
     with contextlib.suppress(InvalidReference):
         Reference.parse(text)
+
+
+@pytest.mark.parametrize("text", ["tiny\n", "tiny:v1\n", "demo/tiny\n:v1", f"tiny@sha256:{HEX}\n"])
+def test_a_trailing_newline_is_no_part_of_a_reference(text: str) -> None:
+    with pytest.raises(InvalidReference):
+        Reference.parse(text)
+
+
+def test_one_length_rule_for_names_with_and_without_a_host() -> None:
+    from mdl.spec.reference import is_repository, is_tag
+
+    assert is_repository("a" * 255) and not is_repository("a" * 256)
+    assert Reference.parse("a" * 255).repository == "a" * 255
+    assert Reference.parse("h.io/" + "a" * 250).repository == "a" * 250
+    with pytest.raises(InvalidReference, match="longer than 255"):
+        Reference.parse("h.io/" + "a" * 251)
+    assert not is_repository("a\n") and not is_tag("v1\n")
