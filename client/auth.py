@@ -23,7 +23,7 @@ from collections.abc import Callable, Generator
 
 import httpx
 
-from mdl.client.body import ERROR_BYTES, SMALL_BYTES, read_capped
+from mdl.client.body import SMALL_BYTES, read_capped
 from mdl.client.challenge import Challenge, parse_challenges
 from mdl.client.credentials import Credentials
 from mdl.spec.errors import TransportError, Unauthorized
@@ -61,7 +61,6 @@ class RegistryAuth(httpx.Auth):
         header = self._answer(challenger.url, response, stale)
         if header is None:
             return
-        read_capped(response, ERROR_BYTES, f"{challenger.method} {challenger.url.path}")
         with self._lock:
             self._headers[_key(challenger.url)] = header
         retry = challenger if foreign else request

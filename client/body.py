@@ -1,7 +1,7 @@
 """Read response bodies: a blob's into one reused buffer, anything else whole but capped.
 
-Every body that is not a blob (manifests, tokens, error answers) is read with ``read_capped``:
-an answer over its limit is an error, and is never read whole.
+Every body that is not a blob (manifests, tokens, error answers, redirects, challenges) is read
+through ``cap``: an answer over its limit is an error, and is never read whole.
 
 For blobs, httpx hands a body over as a new ``bytes`` object per receive, copied twice on the
 way through h11's buffer; for multi-GB blobs those allocations fault in fresh pages and the
@@ -32,13 +32,18 @@ ERROR_BYTES = 8 * 1024
 
 
 def read_capped(response: httpx.Response, limit: int, what: str) -> bytes:
-    """The body of an answer (left unread until now), or RemoteError past ``limit`` bytes.
+    """The body of an answer (left unread until now), or RemoteError past ``limit`` bytes."""
+    cap(response, limit, what)
+    return response.read()
 
-    Compressed answers are refused: mdl asks for none (``Accept-Encoding: identity``), and a
-    few KiB of gzip or zstd can decode to gigabytes.
-    """
+
+def cap(response: httpx.Response, limit: int, what: str) -> None:
+    """Make any read of the answer's body (httpx's own, of a redirect or a challenge, too) fail
+    past ``limit`` bytes; refuse at once one that says it is longer, or that is compressed: mdl
+    asks for none (``Accept-Encoding: identity``), and a few KiB of gzip or zstd can decode to
+    gigabytes."""
     if response.request.method == "HEAD":
-        return response.read()  # no body, whatever Content-Length says
+        return  # no body, whatever Content-Length says
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     declared = _declared_length(response)
     problem = None
@@ -51,7 +56,6 @@ def read_capped(response: httpx.Response, limit: int, what: str) -> bytes:
         raise RemoteError(f"{what}: {response.status_code} {problem}", status=response.status_code)
     if isinstance(response.stream, httpx.SyncByteStream):
         response.stream = _Capped(response.stream, limit, what, response.status_code)
-    return response.read()
 
 
 class _Capped(httpx.SyncByteStream):

@@ -21,7 +21,7 @@ import httpx
 
 from mdl.client import credentials
 from mdl.client.auth import CredentialLookup, RegistryAuth
-from mdl.client.body import ERROR_BYTES, SMALL_BYTES, read_capped
+from mdl.client.body import ERROR_BYTES, SMALL_BYTES, cap, read_capped
 from mdl.client.credentials import canonical_host
 from mdl.spec.errors import NotFound, RemoteError, TransportError, Unauthorized
 
@@ -71,6 +71,7 @@ class Connection:
             follow_redirects=True,
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
             headers=headers,
+            event_hooks={"response": [_cap_detours]},
         )
 
     def url(self, path: str) -> str:
@@ -113,6 +114,12 @@ class Connection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _cap_detours(response: httpx.Response) -> None:
+    """httpx reads the body of a redirect or of a challenge it answers on its own: cap it too."""
+    if response.is_redirect or response.status_code == 401:
+        cap(response, ERROR_BYTES, f"{response.request.method} {response.url.path}")
 
 
 def _probe_scheme(host: str) -> str:

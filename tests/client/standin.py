@@ -60,6 +60,10 @@ class Quirks:
     """Bytes of a never-ending "manifest" every manifest GET answers with (200)."""
     huge_error: int = 0
     """Bytes of an error body every manifest GET answers with (404)."""
+    huge_detour: int = 0
+    """Bytes of the body of every 307 (blob GETs) or 401 (requests without credentials) the
+    registry answers with, as ``detour`` says."""
+    detour: int = 307
     declare_length: bool = False
     """Whether the huge answers say their length (else they come chunked)."""
     deny_message: str = ""
@@ -94,6 +98,8 @@ _OPTIONS = (
     "storage_challenge",
     "huge_manifest",
     "huge_error",
+    "huge_detour",
+    "detour",
     "declare_length",
     "deny_message",
     "layer_title",
@@ -131,7 +137,9 @@ def _apps(
         header = f'Bearer realm="{realm}",service="{service}",scope="{scope}"'
         return Response(b'{"errors":[]}', 401, {"WWW-Authenticate": header})
 
-    def huge(request: Request, size: int, status: int) -> Response:
+    def huge(
+        request: Request, size: int, status: int, headers: dict[str, str] | None = None
+    ) -> Response:
         start, piece = b'{"errors":[{"code":"DENIED","message":"', b"x" * 65536
 
         async def body() -> AsyncIterator[bytes]:
@@ -141,7 +149,9 @@ def _apps(
                 yield piece
 
         whole = len(start) + -(-size // len(piece)) * len(piece)
-        headers = {"content-length": str(whole)} if quirks.declare_length else {}
+        headers = dict(headers or {})
+        if quirks.declare_length:
+            headers["content-length"] = str(whole)
         return StreamingResponse(body(), status, headers, media_type="application/json")
 
     retitled: dict[str, Response] = {}  # digest -> a manifest rewritten by with_title
@@ -188,6 +198,9 @@ def _apps(
         authorization = request.headers.get("authorization")
         if authorization:
             quirks.registry_auth.append(authorization)
+        if quirks.huge_detour and quirks.detour == 401 and not authorization:
+            basic = {"WWW-Authenticate": 'Basic realm="standin"'}
+            return huge(request, quirks.huge_detour, 401, basic)
         if quirks.challenge == "basic" and not authorization:
             return Response(b"", 401, {"WWW-Authenticate": 'Basic realm="standin"'})
         tokens = ("Bearer registry-token", "Bearer storage-token")
@@ -195,6 +208,9 @@ def _apps(
             realm = f"{storage_url if quirks.realm_on_storage else registry_url}/token"
             return challenge(realm, "standin", "repository:quirks:pull")
         blob_get = request.method == "GET" and "/blobs/sha256:" in path
+        if quirks.huge_detour and quirks.detour == 307 and blob_get:
+            location = {"location": f"{storage_url}{path}"}
+            return huge(request, quirks.huge_detour, 307, location)
         if quirks.redirect_blobs and blob_get:
             return RedirectResponse(f"{storage_url}{path}?signature=abc", 307)
         if quirks.stall_blobs and blob_get:

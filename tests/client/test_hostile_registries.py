@@ -95,9 +95,9 @@ def test_a_huge_manifest_is_refused_without_being_read_whole(
     quirks = Quirks(huge_manifest=HUGE, declare_length=declared)
     with standin(distribution.host, quirks) as host:
         failed = mdl("pull", f"{host}/quirks/huge:1", env=_env(tmp_path, None), ok=False)
+    assert quirks.streamed < 64 * 1024 * 1024  # what the socket buffers hold, not 512 MiB
     assert failed.code == 1 and "over the limit of 4194304" in failed.err
     assert "Traceback" not in failed.err
-    assert quirks.streamed < 64 * 1024 * 1024  # what the socket buffers hold, not 512 MiB
 
 
 def test_a_huge_error_body_is_not_read_whole(
@@ -106,9 +106,22 @@ def test_a_huge_error_body_is_not_read_whole(
     quirks = Quirks(huge_error=HUGE)
     with standin(distribution.host, quirks) as host:
         failed = mdl("pull", f"{host}/quirks/huge:1", env=_env(tmp_path, None), ok=False)
+    assert quirks.streamed < 64 * 1024 * 1024
     assert failed.code == 4  # still the registry's 404
     assert "404" in failed.err and "error body over 8192 bytes, not read" in failed.err
+
+
+@pytest.mark.parametrize("status", [307, 401])
+def test_a_huge_redirect_or_challenge_body_is_not_read_whole(
+    status: int, mdl: MdlRunner, tiny_model: str, distribution: Registry, tmp_path: Path
+) -> None:
+    """httpx reads these bodies on its own while it follows a redirect or answers a challenge."""
+    mdl("push", "tiny", f"{distribution.host}/quirks/detour:1")
+    quirks = Quirks(huge_detour=HUGE, detour=status)
+    with standin(distribution.host, quirks) as host:
+        failed = mdl("pull", f"{host}/quirks/detour:1", env=_env(tmp_path, host), ok=False)
     assert quirks.streamed < 64 * 1024 * 1024
+    assert failed.code == 1 and f"{status} answer over the limit of 8192 bytes" in failed.err
 
 
 def test_a_registry_error_message_reaches_the_terminal_without_control_characters(
