@@ -15,6 +15,7 @@ with escape sequences in it; and it can speak TLS while the storage host speaks 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import signal
@@ -55,6 +56,9 @@ class Quirks:
     realm_on_storage: bool = False
     """The registry's bearer realm is the storage host's /token (always plain HTTP)."""
     storage_challenge: bool = False
+    echo_realm: bool = False
+    """The storage host's challenge names the registry's realm, service and scope instead (to
+    be handed the registry's token), and it takes any bearer token."""
     """The storage host answers 401 with a bearer challenge pointing at itself."""
     huge_manifest: int = 0
     """Bytes of a never-ending "manifest" every manifest GET answers with (200)."""
@@ -96,6 +100,7 @@ _OPTIONS = (
     "challenge",
     "realm_on_storage",
     "storage_challenge",
+    "echo_realm",
     "huge_manifest",
     "huge_error",
     "huge_detour",
@@ -129,7 +134,10 @@ def _apps(
             quirks.token_requests.append(
                 {"host": host, "authorization": authorization, "query": query}
             )
-            return JSONResponse({"token": f"{host}-token", "expires_in": 300})
+            user = ""
+            if authorization.startswith("Basic "):
+                user = "-for-" + base64.b64decode(authorization[6:]).decode().partition(":")[0]
+            return JSONResponse({"token": f"{host}-token{user}", "expires_in": 300})
 
         return Route("/token", issue)
 
@@ -204,7 +212,7 @@ def _apps(
         if quirks.challenge == "basic" and not authorization:
             return Response(b"", 401, {"WWW-Authenticate": 'Basic realm="standin"'})
         tokens = ("Bearer registry-token", "Bearer storage-token")
-        if quirks.challenge == "bearer" and authorization not in tokens:
+        if quirks.challenge == "bearer" and not (authorization or "").startswith(tokens):
             realm = f"{storage_url if quirks.realm_on_storage else registry_url}/token"
             return challenge(realm, "standin", "repository:quirks:pull")
         blob_get = request.method == "GET" and "/blobs/sha256:" in path
@@ -249,7 +257,10 @@ def _apps(
         authorization = request.headers.get("authorization")
         if authorization:
             quirks.storage_auth.append(authorization)
-        if quirks.storage_challenge and authorization != "Bearer storage-token":
+        if quirks.storage_challenge and quirks.echo_realm:
+            if not (authorization or "").startswith("Bearer "):
+                return challenge(f"{registry_url}/token", "standin", "repository:quirks:pull")
+        elif quirks.storage_challenge and authorization != "Bearer storage-token":
             return challenge(f"{storage_url}/token", "storage", "blob")
         headers = {k: v for k, v in request.headers.items() if k.lower() == "range"}
         upstream_request = client.build_request("GET", request.url.path, headers=headers)

@@ -44,6 +44,22 @@ def test_a_storage_host_challenge_is_never_answered_with_the_registrys_credentia
     assert quirks.storage_auth and set(quirks.storage_auth) == {"Bearer storage-token"}
 
 
+def test_a_storage_host_naming_the_registrys_realm_gets_no_token_of_the_registrys_user(
+    mdl: MdlRunner, tiny_model: str, distribution: Registry, tmp_path: Path
+) -> None:
+    """The storage host challenges with the registry's own realm, service and scope, hoping for
+    the token alice was given: tokens are kept per challenger, so it gets an anonymous one."""
+    mdl("push", "tiny", f"{distribution.host}/quirks/echo:1")
+    quirks = Quirks(
+        challenge="bearer", redirect_blobs=True, storage_challenge=True, echo_realm=True
+    )
+    with standin(distribution.host, quirks) as host:
+        pulled = mdl("pull", f"{host}/quirks/echo:1", "-q", env=_env(tmp_path, host))
+    assert pulled.out.strip() == tiny_model
+    assert "Bearer registry-token-for-alice" in quirks.registry_auth
+    assert quirks.storage_auth and set(quirks.storage_auth) == {"Bearer registry-token"}
+
+
 def test_env_credentials_go_only_to_the_listed_hosts(
     mdl: MdlRunner, tiny_model: str, distribution: Registry, tmp_path: Path
 ) -> None:
