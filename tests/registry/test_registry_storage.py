@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mdl.registry.storage.driver import PathNotFound, StorageDriver
+from mdl.registry.storage.driver import LockBusy, PathNotFound, StorageDriver
 from mdl.registry.storage.filesystem import FilesystemDriver
 
 BACKENDS: dict[str, Callable[[Path], StorageDriver]] = {
@@ -121,6 +121,17 @@ def test_lock_is_shared_or_exclusive(driver: StorageDriver) -> None:
     with driver.lock(".lock", exclusive=False), driver.lock(".lock", exclusive=False):
         pass
     with driver.lock(".lock", exclusive=True):
+        pass
+
+
+def test_a_held_lock_is_busy_for_another_holder_that_will_not_wait(driver: StorageDriver) -> None:
+    driver.write("u/info", b"{}")
+    held = driver.lock("u/.lock", exclusive=True)
+    with held, pytest.raises(LockBusy), driver.lock("u/.lock", exclusive=True, wait=False):
+        pass
+    with driver.lock("u/.lock", exclusive=True, wait=False):
+        pass
+    with pytest.raises(PathNotFound), driver.lock("gone/.lock", exclusive=True, wait=False):
         pass
 
 
