@@ -31,6 +31,10 @@ from mdl.runtime.stops import StopScanner
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
+_CTX_PAD = 256
+_GRAMMARS = 16
+"""Compiled format grammars kept per model (the oldest is dropped)."""
+
 
 class LlamaCppModel:
     def __init__(self, spec: LoadSpec) -> None:
@@ -60,7 +64,7 @@ class LlamaCppModel:
         llm, sampling = self.llm, request.sampling
         try:
             grammar = self._grammar(request.format)
-        except (ValueError, RuntimeError) as exc:
+        except Exception as exc:  # whatever the converter says of the request's own schema
             yield Failed(f"invalid format: {exc}", bad_request=True)
             return
         n_ctx = llm.n_ctx()
@@ -171,6 +175,8 @@ class LlamaCppModel:
                 grammar = LlamaGrammar.from_string(JSON_GBNF, verbose=False)
             else:
                 grammar = LlamaGrammar.from_json_schema(fmt, verbose=False)
+            if len(self._grammars) >= _GRAMMARS:  # each request may bring its own schema
+                del self._grammars[next(iter(self._grammars))]
             self._grammars[fmt] = grammar
         return self._grammars[fmt]
 
@@ -178,15 +184,17 @@ class LlamaCppModel:
 def _load(spec: LoadSpec, *, embedding: bool) -> Llama:
     import llama_cpp
 
-    options: dict[str, Any] = {"n_batch": spec.num_batch}
+    options: dict[str, Any] = {"n_batch": spec.num_batch, "n_ctx": spec.num_ctx}
     if embedding:  # a pooled embedding needs the whole input in one batch
-        options.update(embedding=True, n_batch=spec.num_ctx, n_ubatch=spec.num_ctx)
+        # llama.cpp pads the context to a multiple of 256 and asserts (aborts) when the
+        # micro-batch does not match it, so both are padded the same way here
+        size = -(-spec.num_ctx // _CTX_PAD) * _CTX_PAD
+        options.update(embedding=True, n_ctx=size, n_batch=size, n_ubatch=size)
         if spec.pooling_mean:
             options["pooling_type"] = llama_cpp.LLAMA_POOLING_TYPE_MEAN
     try:
         llm = llama_cpp.Llama(
             model_path=spec.weights,
-            n_ctx=spec.num_ctx,
             n_threads=spec.num_thread,
             n_threads_batch=spec.num_thread,
             use_mmap=spec.use_mmap,

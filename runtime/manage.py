@@ -26,6 +26,7 @@ import anyio
 
 from mdl.runtime.errors import BadRequest, ModelMissing, NotAvailable
 from mdl.runtime.models import parse_name
+from mdl.runtime.payload import field, string_list
 from mdl.runtime.streaming import ClientGone
 from mdl.spec.digest import Digest
 from mdl.spec.errors import InvalidReference, MdlError, ModelfileError, NotFound
@@ -209,35 +210,44 @@ def create_modelfile(body: dict[str, Any]) -> Modelfile:
 
 def _instructions(body: dict[str, Any]) -> list[Instruction]:
     out = []
-    files = body.get("files") or {}
-    if body.get("from"):
-        out.append(Instruction("from", str(body["from"])))
-    elif isinstance(files, dict) and files:
-        weights = [d for f, d in files.items() if str(f).endswith(".gguf")] or list(files.values())
-        out.append(Instruction("from", str(weights[0])))
+    files = _string_map(body, "files")
+    source = field(body, "from", str, "")
+    if source:
+        out.append(Instruction("from", source))
+    elif files:
+        weights = [d for f, d in files.items() if f.endswith(".gguf")] or list(files.values())
+        out.append(Instruction("from", weights[0]))
     else:
         raise BadRequest('create needs "from" (a model) or "files" (uploaded blob digests)')
-    for digest in (body.get("adapters") or {}).values():
-        out.append(Instruction("adapter", str(digest)))
+    for digest in _string_map(body, "adapters").values():
+        out.append(Instruction("adapter", digest))
     for command in ("template", "system"):
         if isinstance(body.get(command), str):
             out.append(Instruction(command, body[command]))
-    for name, value in (body.get("parameters") or {}).items():
+    for name, value in field(body, "parameters", dict, {}).items():
         if name not in PARAMETERS:
             raise BadRequest(f'parameters: unknown parameter "{name}"')
         for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, str | int | float | bool):
+                raise BadRequest(f"parameters: {name} must be a string, number or boolean")
             text = ("true" if item else "false") if isinstance(item, bool) else str(item)
             out.append(Instruction("parameter", text, key=name))
-    for message in body.get("messages") or []:
-        if not isinstance(message, dict):
+    for message in field(body, "messages", list, []):
+        if not isinstance(message, dict) or not all(
+            isinstance(message.get(k, ""), str) for k in ("role", "content")
+        ):
             raise BadRequest("messages must be objects with role and content")
-        out.append(
-            Instruction("message", str(message.get("content", "")), key=message.get("role", ""))
-        )
-    licenses = body.get("license")
-    for text in [licenses] if isinstance(licenses, str) else licenses or []:
-        out.append(Instruction("license", str(text)))
+        out.append(Instruction("message", message.get("content", ""), key=message.get("role", "")))
+    for text in string_list(body, "license"):
+        out.append(Instruction("license", text))
     return out
+
+
+def _string_map(body: dict[str, Any], name: str) -> dict[str, str]:
+    value = field(body, name, dict, {})
+    if not all(isinstance(v, str) for v in value.values()):
+        raise BadRequest(f'"{name}" must map file names to blob digests')
+    return value
 
 
 def _check_source(instruction: Instruction) -> None:

@@ -262,3 +262,11 @@ def test_errors_name_no_store_path(http: httpx.Client, served: Served) -> None:
     response = http.post("/api/generate", json={"model": "hollow2", "prompt": "hi"})
     assert response.status_code == 500 and "hollow2" in response.json()["error"]
     assert str(served.home) not in response.text and "Traceback" not in response.text
+
+
+def test_an_embedding_context_of_any_size_does_not_crash_the_runner(http: httpx.Client) -> None:
+    """llama.cpp aborts on a micro-batch that is not a multiple of 256 (found by the fuzz)."""
+    body = {"model": "tiny", "input": ["hi"], "options": {"num_ctx": 4097}}
+    response = http.post("/api/embed", json=body)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["embeddings"]) == 1
