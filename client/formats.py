@@ -3,6 +3,7 @@ theirs for a push. Layer bytes never change; only a manifest and a config are wr
 
 from __future__ import annotations
 
+from mdl.client.body import MANIFEST_BYTES
 from mdl.spec import foreign
 from mdl.spec import manifest as manifests
 from mdl.spec import mediatypes as mt
@@ -36,6 +37,11 @@ def adopt(store: Store, root: Descriptor) -> Descriptor:
 def _template_text(store: Store, doc: Manifest) -> str | None:
     for layer in doc.layers:
         if layer.media_type in (foreign.OLLAMA + "template", foreign.DOCKER_TEMPLATE):
+            if layer.size > MANIFEST_BYTES:  # it is read into memory
+                raise MdlError(
+                    f"{layer.digest}: a template of {layer.size} bytes is over the limit of "
+                    f"{MANIFEST_BYTES}"
+                )
             return store.read_blob(layer).decode(errors="replace")
     return None
 

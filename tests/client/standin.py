@@ -74,6 +74,8 @@ class Quirks:
     """Manifest GETs are denied (403) with this message."""
     layer_title: str = ""
     """The file name the last layer of a manifest GET's answer gets."""
+    config_size: int = 0
+    """The size a manifest GET's answer claims for its config."""
     registry_auth: list[str] = field(default_factory=list)
     """The Authorization header of every request to the registry that had one."""
     storage_auth: list[str] = field(default_factory=list)
@@ -108,6 +110,7 @@ _OPTIONS = (
     "declare_length",
     "deny_message",
     "layer_title",
+    "config_size",
 )
 _RECORDS = (
     "storage_headers",
@@ -162,27 +165,29 @@ def _apps(
             headers["content-length"] = str(whole)
         return StreamingResponse(body(), status, headers, media_type="application/json")
 
-    retitled: dict[str, Response] = {}  # digest -> a manifest rewritten by with_title
+    altered: dict[str, Response] = {}  # digest -> a manifest rewritten by alter()
 
-    async def with_title(request: Request, path: str) -> Response:
-        """The manifest with its last layer renamed; an index's children are rewritten too,
-        and the index names them by their new digests."""
+    async def alter(request: Request, path: str) -> Response:
+        """The manifest with its last layer renamed or its config resized; an index's children
+        are rewritten too, and the index names them by their new digests."""
         repository, _, reference = path.rpartition("/")
-        if reference in retitled:
-            return retitled[reference]
+        if reference in altered:
+            return altered[reference]
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
         answer = await client.get(path, headers=headers)
         doc = json.loads(answer.content)
         for child in doc.get("manifests", []):
-            rewritten = await with_title(request, f"{repository}/{child['digest']}")
-            child["digest"] = "sha256:" + hashlib.sha256(rewritten.body).hexdigest()
-            child["size"] = len(rewritten.body)
-        if "layers" in doc:
+            changed = await alter(request, f"{repository}/{child['digest']}")
+            child["digest"] = "sha256:" + hashlib.sha256(changed.body).hexdigest()
+            child["size"] = len(changed.body)
+        if "layers" in doc and quirks.layer_title:
             doc["layers"][-1]["annotations"]["org.cncf.model.filepath"] = quirks.layer_title
+        if "config" in doc and quirks.config_size:
+            doc["config"]["size"] = quirks.config_size
         data = json.dumps(doc).encode()
-        rewritten = Response(data, answer.status_code, media_type=answer.headers["content-type"])
-        retitled["sha256:" + hashlib.sha256(data).hexdigest()] = rewritten
-        return rewritten
+        changed = Response(data, answer.status_code, media_type=answer.headers["content-type"])
+        altered["sha256:" + hashlib.sha256(data).hexdigest()] = changed
+        return changed
 
     async def forward(request: Request, path: str, content_type: str | None = None) -> Response:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
@@ -233,8 +238,8 @@ def _apps(
             if quirks.deny_message:
                 error = {"code": "DENIED", "message": quirks.deny_message}
                 return JSONResponse({"errors": [error]}, 403)
-            if quirks.layer_title:
-                return await with_title(request, path)
+            if quirks.layer_title or quirks.config_size:
+                return await alter(request, path)
         return await forward(request, path, "text/plain" if manifest and quirks.ollama else None)
 
     async def stall_halfway(request: Request, path: str) -> Response:

@@ -127,6 +127,33 @@ def test_a_huge_error_body_is_not_read_whole(
     assert "404" in failed.err and "error body over 8192 bytes, not read" in failed.err
 
 
+def test_a_config_too_large_to_read_into_memory_is_refused_before_it_is_fetched(
+    mdl: MdlRunner, tiny_model: str, distribution: Registry, tmp_path: Path
+) -> None:
+    mdl("push", "tiny", f"{distribution.host}/quirks/config:1")
+    quirks = Quirks(redirect_blobs=True, config_size=5 * 1024 * 1024)
+    with standin(distribution.host, quirks) as host:
+        failed = mdl("pull", f"{host}/quirks/config:1", env=_env(tmp_path, None), ok=False)
+    assert failed.code == 1
+    assert f"a config of {5 * 1024 * 1024} bytes is over the limit of 4194304" in failed.err
+    assert quirks.storage_headers == []  # no blob was asked for
+
+
+def test_an_ollama_template_too_large_to_read_into_memory_is_refused(
+    mdl: MdlRunner, distribution: Registry, tmp_path: Path, models_dir: Path
+) -> None:
+    template = "{{ .Prompt }}" + "x" * (5 * 1024 * 1024)
+    (tmp_path / "Modelfile").write_text(
+        f'FROM {models_dir / "tiny.gguf"}\nTEMPLATE """{template}"""\n'
+    )
+    mdl("build", "-q", "-t", "wordy", cwd=tmp_path)
+    ref = f"{distribution.host}/quirks/wordy:1"
+    mdl("push", "--format", "ollama", "wordy", ref)
+    failed = mdl("pull", ref, env=_env(tmp_path, None), ok=False)
+    assert failed.code == 1
+    assert f"a template of {len(template)} bytes is over the limit of 4194304" in failed.err
+
+
 @pytest.mark.parametrize("status", [307, 401])
 def test_a_huge_redirect_or_challenge_body_is_not_read_whole(
     status: int, mdl: MdlRunner, tiny_model: str, distribution: Registry, tmp_path: Path
