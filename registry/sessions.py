@@ -240,6 +240,11 @@ class Uploads:
             raise OCIError(ErrorCode.UPLOAD_BUSY, {"uuid": upload_id}) from None
         try:
             return Session(self, name, upload_id, held, self._trusted(name, upload_id))
+        except OCIError:
+            # Cancelled or committed while we opened its lock: drop the lock file we made.
+            self.driver.delete(paths.upload_dir(name, upload_id))
+            held.__exit__(None, None, None)
+            raise
         except BaseException:
             held.__exit__(None, None, None)
             raise

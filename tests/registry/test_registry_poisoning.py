@@ -133,3 +133,20 @@ def test_an_existing_blob_is_not_trusted_on_its_name(
     with httpx.Client(base_url=a.url) as on_a, httpx.Client(base_url=b.url) as on_b:
         push_blob(on_a, REPO, good)
         assert on_b.get(f"/v2/{REPO}/blobs/{dgst}").content == good
+
+
+def test_a_chunked_upload_through_two_workers(tmp_path: Path) -> None:
+    """With ``--workers 2`` each request may land on either worker (a fresh connection each)."""
+    chunks = [os.urandom(500) for _ in range(8)]
+    whole = b"".join(chunks)
+    with start_mdl_registry(tmp_path / "root", "--workers", "2", "--no-access-log") as server:
+        location = httpx.post(f"{server.url}/v2/{REPO}/blobs/uploads/").headers["location"]
+        offset = 0
+        for chunk in chunks:
+            headers = {"Content-Range": f"{offset}-{offset + len(chunk) - 1}"}
+            response = httpx.patch(server.url + location, content=chunk, headers=headers)
+            assert response.status_code == 202, response.text
+            offset += len(chunk)
+        done = httpx.put(server.url + location, params={"digest": digest(whole)})
+        assert done.status_code == 201, done.text
+        assert httpx.get(f"{server.url}/v2/{REPO}/blobs/{digest(whole)}").content == whole
