@@ -162,7 +162,7 @@ def _read(stored: StoredModel, name: str) -> ResolvedModel:
         raise
     except BadRequest as exc:  # a params.json this runtime cannot use
         raise LoadFailed(str(exc)) from exc
-    except (MdlError, OSError, KeyError, TypeError) as exc:
+    except (MdlError, OSError, KeyError, TypeError, ValueError) as exc:  # ValueError: not UTF-8
         raise LoadFailed(f"{name}: cannot read the model: {exc}") from exc
     return ResolvedModel(
         name=name,

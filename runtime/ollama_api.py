@@ -88,7 +88,8 @@ class OllamaAPI:
     async def show(self, request: Request) -> Response:
         body = await read_object(request)
         name = field(body, "model", str, "") or required_str(body, "name")
-        return JSONResponse(describe.show(await self.service.resolve(name)))
+        model = await self.service.resolve(name)
+        return JSONResponse(await to_thread.run_sync(describe.show, model))  # reads blobs
 
     async def generate(self, request: Request) -> Response:
         body = await read_object(request)

@@ -64,7 +64,8 @@ def ps_entry(slot: Slot, model: ResolvedModel) -> dict[str, Any]:
 def show(model: ResolvedModel) -> dict[str, Any]:
     """Everything real clients read from ``/api/show``: ``modelfile``, ``parameters``,
     ``template``, ``details``, ``model_info``, ``capabilities`` (and more)."""
-    licenses = [model.stored.store.read_blob(d).decode() for d in model.stored.files.licenses]
+    store = model.stored.store
+    licenses = [store.read_blob(d).decode(errors="replace") for d in model.stored.files.licenses]
     out: dict[str, Any] = {
         "modelfile": modelfile(model),
         "parameters": parameters_text(model.params),

@@ -270,3 +270,28 @@ def test_an_embedding_context_of_any_size_does_not_crash_the_runner(http: httpx.
     response = http.post("/api/embed", json=body)
     assert response.status_code == 200, response.text
     assert len(response.json()["embeddings"]) == 1
+
+
+def test_a_models_own_template_bomb_leaves_the_server_answering(
+    http: httpx.Client, served: Served
+) -> None:
+    """A pulled model can bring a bomb too: its request fails (500, the model is broken)."""
+    served.forge("bomb", "tiny", "template", b"{{range 4000}}{{range 4000}}{{end}}{{end}}")
+    slowest = 0.0
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        body = {"model": "bomb", "messages": [{"role": "user", "content": "hi"}], "stream": False}
+        pending = pool.submit(http.post, "/api/chat", json=body)
+        while not pending.done():
+            started = time.monotonic()
+            assert http.get("/api/version").status_code == 200
+            slowest = max(slowest, time.monotonic() - started)
+        response = pending.result()
+    assert response.status_code == 500 and "steps" in response.json()["error"]
+    assert slowest < 1.0
+
+
+def test_a_model_with_unreadable_text_is_a_clear_error(http: httpx.Client, served: Served) -> None:
+    served.forge("latin1", "tiny", "system.txt", "café".encode("latin-1"))
+    response = http.post("/api/generate", json={"model": "latin1", "prompt": "hi"})
+    assert response.status_code == 500
+    assert "latin1" in response.json()["error"] and "internal error" not in response.text
