@@ -115,6 +115,8 @@ class RegistryAuth(httpx.Auth):
             with self._token_client.stream("GET", realm, params=params, auth=auth) as answer:
                 if answer.status_code in (401, 403):
                     who = f"as {credentials.username}" if credentials else "anonymously"
+                    if not credentials and self._secure and not _is_https(realm):
+                        who += " (no credentials go over plain HTTP from an HTTPS registry)"
                     raise Unauthorized(
                         f"{realm}: token for {scope or 'the registry'} refused {who}",
                         status=answer.status_code,

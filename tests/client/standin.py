@@ -56,6 +56,8 @@ class Quirks:
     realm_on_storage: bool = False
     """The registry's bearer realm is the storage host's /token (always plain HTTP)."""
     storage_challenge: bool = False
+    token_needs_credentials: bool = False
+    """Both /token endpoints refuse (401) a request without basic credentials."""
     echo_realm: bool = False
     """The storage host's challenge names the registry's realm, service and scope instead (to
     be handed the registry's token), and it takes any bearer token."""
@@ -102,6 +104,7 @@ _OPTIONS = (
     "challenge",
     "realm_on_storage",
     "storage_challenge",
+    "token_needs_credentials",
     "echo_realm",
     "huge_manifest",
     "huge_error",
@@ -137,6 +140,8 @@ def _apps(
             quirks.token_requests.append(
                 {"host": host, "authorization": authorization, "query": query}
             )
+            if quirks.token_needs_credentials and not authorization.startswith("Basic "):
+                return Response(b"", 401)
             user = ""
             if authorization.startswith("Basic "):
                 user = "-for-" + base64.b64decode(authorization[6:]).decode().partition(":")[0]

@@ -104,6 +104,20 @@ def test_credentials_never_go_over_plain_http_from_an_https_registry(
     assert not [a for a in quirks.storage_auth if not a.startswith("Bearer ")]
 
 
+def test_a_plain_http_realm_that_wants_credentials_is_refused_with_the_reason(
+    mdl: MdlRunner, tiny_model: str, distribution: Registry, tmp_path: Path
+) -> None:
+    mdl("push", "tiny", f"{distribution.host}/quirks/downgrade:2")
+    cert, key = self_signed(tmp_path)
+    quirks = Quirks(challenge="bearer", realm_on_storage=True, token_needs_credentials=True)
+    with standin(distribution.host, quirks, tls=(cert, key)) as host:
+        env = _env(tmp_path, host) | {"MDL_CA_BUNDLE": str(cert)}
+        failed = mdl("pull", f"{host}/quirks/downgrade:2", env=env, ok=False)
+    assert failed.code == 3
+    assert "no credentials go over plain HTTP from an HTTPS registry" in failed.err
+    assert [r["authorization"] for r in quirks.token_requests] == [""]
+
+
 @pytest.mark.parametrize("declared", [False, True], ids=["chunked", "content-length"])
 def test_a_huge_manifest_is_refused_without_being_read_whole(
     declared: bool, mdl: MdlRunner, distribution: Registry, tmp_path: Path
