@@ -174,3 +174,31 @@ def test_random_bytes_never_get_a_server_error(
 ) -> None:
     response = http.post(path, content=body, headers={"Content-Type": kind} if kind else {})
     assert 400 <= response.status_code < 500, (path, body, response.text)
+
+
+GO_PIECES = ["{{", "}}", "{{-", "-}}", " ", ".Prompt", ".System", ".Messages", ".Role", "$",
+             "$x := ", "range ", "if ", "with ", "else", "end", "break", "index ", "slice ",
+             "printf ", '"%d"', '"%s"', '"%999d"', "len ", "json ", "eq ", "lt ", "and ", "(",
+             ")", "|", "1", "-1", "2.5", "99999999999999999999", "nil", "true", "x"]  # fmt: skip
+JINJA_PIECES = ["{%", "%}", "{{", "}}", " ", "for ", "in ", "endfor", "if ", "endif", "set ",
+                "messages", "m", ".content", "[0]", "[-1]", "range(", ")", "|", "length",
+                "tojson", "center(", "join", "~", "+", "*", "%", "'x'", "3", "99999999", ",",
+                "namespace(", "raise_exception(", "loop.index", "macro ", "endmacro"]  # fmt: skip
+TEMPLATES = st.one_of(
+    st.lists(st.sampled_from(GO_PIECES), max_size=14).map("".join),
+    st.lists(st.sampled_from(JINJA_PIECES), max_size=14).map(
+        lambda p: "{%- set _ = 0 -%}" + "".join(p)
+    ),
+)
+
+
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(template=TEMPLATES, prompt=TEXT)
+def test_random_templates_are_answered_or_refused(
+    http: httpx.Client, memory: None, template: str, prompt: str
+) -> None:
+    body = {"model": "tiny", "prompt": prompt or "hi", "template": template, "stream": False,
+            "options": {"num_predict": 1}}  # fmt: skip
+    response = http.post("/api/generate", json=body)
+    assert response.status_code in (200, 400), (template, response.text)
