@@ -101,7 +101,7 @@ def _requirement(item: Any, where: str, read_key: Callable[[str], bytes]) -> Req
     if not isinstance(item, dict):
         raise SignatureError(f"{where}: a requirement must be an object")
     try:
-        kind = Kind(item.get("type"))
+        kind = Kind(str(item.get("type")))
     except ValueError:
         kinds = ", ".join(k.value for k in Kind)
         raise SignatureError(f"{where}: type {item.get('type')!r}: want one of {kinds}") from None
