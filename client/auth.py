@@ -57,8 +57,8 @@ class RegistryAuth(httpx.Auth):
         foreign = _origin(challenger.url) != _origin(request.url)
         if foreign and challenger.method not in ("GET", "HEAD"):
             return  # a body cannot be sent again: the 401 goes back
-        stale = self._cached(challenger.url) if foreign else cached
-        header = self._answer(challenger.url, response, stale)
+        refused = challenger.headers.get("Authorization")  # a redirect elsewhere sent none
+        header = self._answer(challenger.url, response, refused)
         if header is None:
             return
         with self._lock:
