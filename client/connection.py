@@ -5,6 +5,8 @@ HTTPS, verified (against ``MDL_CA_BUNDLE`` when set), for every registry but loo
 those named by ``--insecure`` or ``MDL_INSECURE_REGISTRIES`` (comma-separated): those get HTTPS
 without verification when they speak TLS, else plain HTTP.
 Proxies come from the environment (``HTTPS_PROXY``, ``NO_PROXY``), as httpx reads them.
+Answers are asked for uncompressed, and every body but a blob's is read capped (``body.py``),
+redirects and challenges included.
 """
 
 from __future__ import annotations
