@@ -106,12 +106,13 @@ def _sprintf(fmt: str, *args: Any) -> str:
         flags, width, precision, kind = match.groups()
         if kind == "%":
             return "%"
+        bad = ""  # as Go's fmt: say so, then format the value without that width or precision
         if _too_large(width):
-            return "%!(BADWIDTH)"
+            bad, width = bad + "%!(BADWIDTH)", ""
         if _too_large(precision):
-            return "%!(BADPREC)"
+            bad, precision = bad + "%!(BADPREC)", None
         if not values:
-            return f"%!{kind}(MISSING)"
+            return f"{bad}%!{kind}(MISSING)"
         value = values.pop(0)
         if kind in ("v", "s", "t"):
             text = go_print(value)
@@ -123,7 +124,8 @@ def _sprintf(fmt: str, *args: Any) -> str:
             text = go_print(value).encode().hex() if isinstance(value, str) else f"{int(value):x}"
         else:
             text = format(float(value), f".{precision or 6}{'f' if kind == 'f' else 'g'}")
-        return text.ljust(int(width)) if "-" in flags and width else text.rjust(int(width or 0))
+        padded = text.ljust(int(width)) if "-" in flags and width else text.rjust(int(width or 0))
+        return bad + padded
 
     return _VERB.sub(verb, fmt)
 

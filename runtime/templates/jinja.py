@@ -14,6 +14,7 @@ string or list past the output limit or pad to a width past ``MAX_WIDTH`` (``*``
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -30,51 +31,91 @@ from mdl.runtime.templates.budget import MAX_OUTPUT, MAX_WIDTH, Budget, traced
 
 _CODE_FILE = "<template>"
 """The file name Jinja gives the Python code it compiles a template into."""
-_PADDING = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "format", "format_map",
-                      "replace", "join"})  # fmt: skip
-"""String methods (and filters) whose result can be far larger than their operands."""
-_FORMATS = ("format", "format_map", "%")
+_WIDTHS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "indent", "wordwrap",
+                     "format", "format_map"})  # fmt: skip
+"""String methods and filters whose integer arguments are widths: at most MAX_WIDTH."""
+_FORMATS = frozenset({"format", "format_map", "%"})
 _BIG_NUMBER = re.compile(r"\d{7,}|%[^a-zA-Z%]*\*")
+"""In a format string: a width or precision of 7 digits or more, or one taken from the args."""
 
 
 def _raise(message: str) -> NoReturn:
     raise TemplateRefused(f"chat template: {message}")
 
 
-def _bounded(value: Any) -> Any:
-    if isinstance(value, str | list | tuple):
-        _check_size(len(value))
-    return value
+def _weight(value: Any) -> int:
+    """About how many characters a value holds: a string's length; a list's length plus that
+    of the strings in it (a list of one big string repeated is big too)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list | tuple):
+        return len(value) + sum(len(item) for item in value if isinstance(item, str))
+    return 0
 
 
 def _check_size(size: int) -> None:
     if size > MAX_OUTPUT:
-        raise TemplateError(f"chat template: a value larger than {MAX_OUTPUT} items")
+        raise TemplateError(f"chat template: a value larger than {MAX_OUTPUT} characters")
 
 
-def _check_arguments(name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
-    """Refuse what would pad or multiply a string past the limits, before it is built."""
-    values = [*args, *kwargs.values()]
+def _bounded(value: Any) -> Any:
+    _check_size(_weight(value))
+    return value
+
+
+def _check_widths(name: str, values: Sequence[Any]) -> None:
     for value in values:
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_WIDTH:
             raise TemplateError(f"chat template: {name}: {value} is too large")
         if isinstance(value, str) and name in _FORMATS and _BIG_NUMBER.search(value):
             raise TemplateError(f"chat template: {name}: width or precision too large")
-        _bounded(value)
-    strings = [v for v in values if isinstance(v, str)]
-    if name in ("replace", "join") and sum(map(len, strings)) ** 2 > MAX_OUTPUT * 64:
-        raise TemplateError(f"chat template: {name}: operands too large")
 
 
-def _guard(name: str, function: Callable[..., Any], owner: str = "") -> Callable[..., Any]:
-    """``function`` (a filter, or a method of the string ``owner``) with its arguments checked."""
+def _replaced_size(text: str, old: Any, new: Any, count: Any = -1) -> int:
+    if not isinstance(old, str) or not isinstance(new, str):
+        return len(text)
+    found = text.count(old) if old else len(text) + 1
+    if isinstance(count, int) and count >= 0:
+        found = min(found, count)
+    return len(text) + found * (len(new) - len(old))
 
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        _check_arguments(name, [owner, *args], kwargs)
+
+def _string_method(text: str, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+    """A method of a string, its result's size checked before it is built."""
+
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        if name in _WIDTHS:
+            _check_widths(name, [text, *args, *kwargs.values()])
+        elif name == "replace" and args:
+            _check_size(_replaced_size(text, *args[:3]))
+        elif name == "join" and args:
+            items = list(args[0])
+            _check_size(_weight(items) + len(text) * len(items))
+            args = (items, *args[1:])
+        return _bounded(method(*args, **kwargs))
+
+    return bounded
+
+
+def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter with its width arguments and its input checked (Jinja's ``pass_*`` marker,
+    kept by ``wraps``, still hands it its context first)."""
+
+    @functools.wraps(function)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        values = [*args, *kwargs.values()]
+        if name in _WIDTHS:
+            _check_widths(name, values)
+        strings = [v for v in values if isinstance(v, str)]
+        if name == "replace" and len(strings) >= 3:
+            _check_size(_replaced_size(*strings[:3]))
+        if name == "join":
+            items = [v for v in values if isinstance(v, list | tuple)]
+            separator = max((len(v) for v in strings), default=0)
+            _check_size(sum(_weight(v) + separator * len(v) for v in items))
         return _bounded(function(*args, **kwargs))
 
-    guarded.__name__ = name
-    return guarded
+    return bounded
 
 
 class _Namespace(Namespace):
@@ -88,24 +129,25 @@ class _BoundedEnvironment(ImmutableSandboxedEnvironment):
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
             for value, count in ((left, right), (right, left)):
-                if isinstance(value, str | list | tuple) and isinstance(count, int):
-                    _check_size(len(value) * count)
+                if isinstance(count, int) and not isinstance(count, bool):
+                    _check_size(_weight(value) * count)
         elif operator == "**" and isinstance(right, int) and abs(right) > 4096:
             raise TemplateError("chat template: ** exponent too large")
         elif operator == "%" and isinstance(left, str):
-            _check_arguments("%", [left, *(right if isinstance(right, tuple) else [right])], {})
-        elif operator == "+" and isinstance(left, str | list | tuple) and hasattr(right, "__len__"):
-            _check_size(len(left) + len(right))
+            _check_widths("%", [left, *(right if isinstance(right, tuple) else [right])])
+        elif operator == "+":
+            _check_size(_weight(left) + _weight(right))
         return _bounded(super().call_binop(context, operator, left, right))
 
     def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
-        _check_arguments(getattr(obj, "__name__", "call"), args, kwargs)
+        for value in (*args, *kwargs.values()):  # macro arguments, namespace(...)
+            _bounded(value)
         return _bounded(super().call(context, obj, *args, **kwargs))
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         value = super().getattr(obj, attribute)
-        if isinstance(obj, str) and attribute in _PADDING and callable(value):
-            return _guard(attribute, value, obj)
+        if isinstance(obj, str) and callable(value) and attribute in (*_WIDTHS, "replace", "join"):
+            return _string_method(obj, attribute, value)
         return value
 
 
@@ -126,8 +168,8 @@ class JinjaChatTemplate:
         env = _BoundedEnvironment(
             trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
         )
-        for name in ("center", "indent", "wordwrap", "format", "replace", "join", "truncate"):
-            env.filters[name] = _guard(name, env.filters[name])
+        for name in ("center", "indent", "wordwrap", "format", "replace", "join"):
+            env.filters[name] = _bounded_filter(name, env.filters[name])
         env.filters["tojson"] = _tojson
         env.globals["namespace"] = _Namespace
         env.globals["raise_exception"] = _raise

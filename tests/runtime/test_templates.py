@@ -121,3 +121,56 @@ def test_broken_templates_are_template_errors() -> None:
         chat_template("{% for %}", "jinja")
     with pytest.raises(TemplateError):
         chat_template("{{ if .X }}", "go")
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [("{{ messages|map(attribute='content')|join('; ') }}", "Hello friend!; What is your name?"),
+     ("{{ messages[0].content|replace('friend', 'pal')|truncate(9) }}", "Hello pal!"),
+     ("{{ 'ab cd'|wordwrap(2) }}|{{ 'x'|center(3) }}|{{ '%s=%d'|format('a', 1) }}",
+      "ab\ncd| x |a=1"),
+     ("{{ '-'.join(['a', 'b']) }}{{ 'a.b'.replace('.', ':') }}{{ '{}!'.format(1) }}",
+      "a-ba:b1!")],
+)  # fmt: skip
+def test_jinja_filters_and_string_methods_work_within_the_bounds(
+    source: str, expected: str
+) -> None:
+    """The bounded environment wraps these; they must still do what Jinja's do."""
+    messages = [Message("user", "Hello friend!"), Message("user", "What is your name?")]
+    assert chat_template(source, "jinja").render(messages[:1] if "[0]" in source else messages) in (
+        expected,
+        expected.replace(
+            "Hello friend!; What is your name?", "Hello friend!\n\nWhat is your name?"
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["{{ 'x' * 2000000000 }}", "{{ '%2000000000d' % 1 }}", "{{ '{:2000000000}'.format(1) }}",
+     "{{ 'x'|center(2000000000) }}", "{{ ','.join(['x' * 1000000] * 40) }}",
+     "{{ ('x' * 1000000)|replace('x', 'yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy') }}",
+     "{% macro d(s, n) %}{% if n %}{{ d(s ~ s, n - 1) }}{% endif %}{% endmacro %}{{ d('a', 40) }}",
+     "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}",
+     "{% for i in range(99999) %}{{ 'x' * 999999 }}{% endfor %}",
+     "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"],
+)  # fmt: skip
+def test_jinja_bombs_stop_with_a_template_error(source: str) -> None:
+    with pytest.raises(TemplateError):
+        chat_template(source, "jinja").render(CONVERSATION)
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["{{range 4000}}{{range 4000}}{{end}}{{end}}", "{{range 200000000}}{{end}}",
+     '{{range 100000}}{{printf "%999999d" 1}}{{end}}', "{{if 1}}" * 3000 + "{{end}}" * 3000],
+)  # fmt: skip
+def test_go_bombs_stop_with_a_template_error(source: str) -> None:
+    with pytest.raises(TemplateError):
+        chat_template(source, "go").render(CONVERSATION)
+
+
+def test_go_printf_refuses_widths_as_go_does() -> None:
+    source = '{{ printf "%2000000000d|%.9999999f|%5d" 1 2.5 3 }}'
+    rendered = chat_template(source, "go").render([Message("user", "hi")])
+    assert rendered == "%!(BADWIDTH)1|%!(BADPREC)2.500000|    3"
