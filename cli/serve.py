@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from mdl.cli import console
+from mdl.spec.browser import is_loopback
 from mdl.spec.digest import Digest
 from mdl.spec.modelfile import Modelfile
 from mdl.spec.reference import Reference
@@ -71,6 +72,11 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="mdl serve: %(message)s")
     bind_host, bind_port = config.host, config.port
     console.line(f"mdl serve: listening on http://{bind_host}:{bind_port} (store {store.root})")
+    if not is_loopback(bind_host):
+        console.warning(
+            f"{bind_host} is reachable from other machines and the API has no authentication; "
+            "put a reverse proxy with TLS and authentication in front (docs/runtime.md, Security)"
+        )
     server = uvicorn.Server(
         uvicorn.Config(
             app,

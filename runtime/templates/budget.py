@@ -7,7 +7,7 @@ count what they write. Past any limit the render stops with a TemplateError in t
 thread itself, so no runaway template keeps a thread busy.
 
 The limits sit far above what chat templates need (a 1,000-message conversation through a
-typical template takes some 50,000 steps and writes what the messages hold).
+ChatML template takes about 6,000 steps in Go and 4,000 lines in Jinja).
 """
 
 from __future__ import annotations

@@ -295,3 +295,21 @@ def test_a_model_with_unreadable_text_is_a_clear_error(http: httpx.Client, serve
     response = http.post("/api/generate", json={"model": "latin1", "prompt": "hi"})
     assert response.status_code == 500
     assert "latin1" in response.json()["error"] and "internal error" not in response.text
+
+
+def test_bound_beyond_loopback_any_host_is_served_with_a_warning(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Binding elsewhere is a deliberate choice: no host check (a proxy may rename), but the
+    origin check stays, and the server says that the API has no authentication."""
+    server = Served(tmp_path_factory.mktemp("exposed-home"))  # an empty store
+    server.env["MDL_HOST"] = f"0.0.0.0:{server.port}"
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            assert http.get("/api/tags", headers={"Host": "models.example"}).status_code == 200
+            foreign = {"Origin": "https://attacker.example", "Content-Type": "text/plain"}
+            assert http.post("/api/show", content="{}", headers=foreign).status_code == 403
+    finally:
+        server.stop()
+    assert "no authentication" in server.log()
