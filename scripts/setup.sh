@@ -11,12 +11,13 @@ llama=0.3.36
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Debian packages the tests drive: skopeo, distribution 2.8 (docker-registry), htpasswd.
+# Debian packages the tests drive: skopeo, distribution 2.8 (docker-registry), htpasswd, chromium.
 # A temporary policy-rc.d keeps docker-registry's packaged service from starting on :5000.
 missing=()
 command -v skopeo >/dev/null || missing+=(skopeo)
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v htpasswd >/dev/null || missing+=(apache2-utils)
+command -v chromium >/dev/null || missing+=(chromium)  # the web pages' browser tests
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]} (Debian packages)"
     made_policy=0
