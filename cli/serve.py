@@ -20,6 +20,7 @@ from mdl.cli import console
 from mdl.spec.browser import is_loopback
 from mdl.spec.digest import Digest
 from mdl.spec.modelfile import Modelfile
+from mdl.spec.policy import Policy
 from mdl.spec.reference import Reference
 from mdl.store.store import Store
 
@@ -50,6 +51,7 @@ def serve(
     from mdl.runtime.scheduler import Scheduler
     from mdl.runtime.service import Service
 
+    policy = _policy()
     config = ServeConfig.from_env(os.environ)
     config = dataclasses.replace(config, host=host or config.host, port=port or config.port)
     store = Store.open()
@@ -64,6 +66,7 @@ def serve(
         scheduler,
         default_keep_alive=config.keep_alive,
         max_context=config.max_context,
+        policy=policy,
     )
     library = Library(
         store, create=_create(store), pull=_transfer(store, "pull"), push=_transfer(store, "push")
@@ -88,6 +91,17 @@ def serve(
         )
     )
     server.run()
+
+
+def _policy() -> Policy:
+    """The trust policy, read once at start; errors name it ``$MDL_HOME/policy.json`` (not the
+    home's absolute path) unless ``MDL_POLICY`` chose the file."""
+    from mdl.store.signatures import load_policy
+
+    policy = load_policy()
+    if os.environ.get("MDL_POLICY"):
+        return policy
+    return dataclasses.replace(policy, where="$MDL_HOME/policy.json")
 
 
 def _create(store: Store) -> Create:

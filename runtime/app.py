@@ -38,8 +38,8 @@ from mdl.spec.errors import InvalidReference, MdlError, ModelfileError, NotFound
 
 log = logging.getLogger("mdl.runtime")
 
-_OPENAI_TYPES = {400: "invalid_request_error", 404: "not_found_error", 413: "invalid_request_error",
-                 415: "invalid_request_error", 501: "not_implemented",
+_OPENAI_TYPES = {400: "invalid_request_error", 403: "permission_error", 404: "not_found_error",
+                 413: "invalid_request_error", 415: "invalid_request_error", 501: "not_implemented",
                  503: "service_unavailable"}  # fmt: skip
 
 

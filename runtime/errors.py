@@ -6,6 +6,7 @@ They extend mdl's one tree (``mdl.spec.errors``)::
     └── RuntimeFailure          status 500: something went wrong serving a valid request
         ├── BadRequest          400: invalid JSON, a missing field, an unknown or mistyped option,
         │                            an option out of range, a request template that fails
+        ├── Untrusted           403: the trust policy refuses the model (``trust.py``)
         ├── TooLarge            413: a request body past its limit (MDL_MAX_REQUEST_BYTES, …)
         ├── WrongContentType    415: a JSON endpoint sent a body that is not JSON
         ├── ModelMissing        404: no model by that name in the store
@@ -46,6 +47,10 @@ class ServerBusy(RuntimeFailure):
 
 class NotAvailable(RuntimeFailure):
     status = 501
+
+
+class Untrusted(RuntimeFailure):
+    status = 403
 
 
 class TooLarge(RuntimeFailure):

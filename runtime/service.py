@@ -47,7 +47,9 @@ from mdl.runtime.scheduler import Lease, Scheduler, Want
 from mdl.runtime.templates import ChatTemplate, chat_template, make_template
 from mdl.runtime.templates.budget import Budget
 from mdl.runtime.tools import ToolCallParser
+from mdl.runtime.trust import check_trusted
 from mdl.spec.modelpack import template_format
+from mdl.spec.policy import Policy
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,8 @@ class Service:
     cores: int = field(default_factory=lambda: os.cpu_count() or 1)
     max_context: int | None = None
     """``MDL_MAX_CONTEXT``; None: each model's trained context length bounds ``num_ctx``."""
+    policy: Policy = field(default_factory=lambda: Policy("no policy"))
+    """The trust policy every model must pass before it is loaded (the default accepts all)."""
     served: dict[str, ResolvedModel] = field(default_factory=dict)
     """The models runners were loaded for, by manifest digest (what ``/api/ps`` describes)."""
 
@@ -228,6 +232,7 @@ class Service:
         return Want(model.name, str(model.digest), spec, size)
 
     async def _acquire(self, model: ResolvedModel, values: opts.Values) -> Lease:
+        await check_trusted(model, self.policy)
         want = self._want(model, values)
         self.served[want.identity] = model
         return await self.scheduler.acquire(want)
