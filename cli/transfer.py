@@ -24,7 +24,9 @@ INSECURE = typer.Option(
     help="Plain HTTP even for a non-loopback registry (also MDL_INSECURE_REGISTRIES).",
 )
 JSON = typer.Option(
-    False, "--json", help="Print digest, bytes_transferred and bytes_skipped as JSON."
+    False,
+    "--json",
+    help="Print digest, bytes and blobs transferred and skipped, and referrers as JSON.",
 )
 QUIET = typer.Option(False, "-q", "--quiet", help="Print only the digest.")
 
@@ -45,14 +47,23 @@ def register(app: typer.Typer) -> None:
 def pull_cmd(
     ref: str = typer.Argument(..., help="[host[:port]/][ns/]name[:tag][@digest]"),
     insecure: bool = INSECURE,
+    policy_file: Path | None = typer.Option(
+        None,
+        "--policy",
+        metavar="FILE",
+        help="The trust policy to check the model against "
+        "(default: MDL_POLICY, else $MDL_HOME/policy.json; none accepts anything).",
+    ),
     as_json: bool = JSON,
     quiet: bool = QUIET,
 ) -> None:
     from mdl.client.transfer import pull
+    from mdl.store.signatures import load_policy
 
     reference = Reference.parse(ref)
+    policy = load_policy(policy_file)
     with console.progress(enabled=not (quiet or as_json)) as progress:
-        report = pull(Store.open(), reference, insecure=insecure, progress=progress)
+        report = pull(Store.open(), reference, insecure=insecure, progress=progress, policy=policy)
     _report(report, as_json, quiet, f"pulled {reference.with_registry()}")
 
 

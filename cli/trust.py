@@ -12,12 +12,21 @@ from typing import Any
 import typer
 
 from mdl.cli import console
-from mdl.spec.errors import SignatureError
+from mdl.spec.errors import NotFound, SignatureError
 from mdl.spec.reference import Reference
 from mdl.store.models import load_model
 from mdl.store.store import Store
 
 JSON = typer.Option(False, "--json", help="Print one JSON document instead of text.")
+REMOTE = typer.Option(
+    False,
+    "--remote",
+    help="Ask REF's registry even if the store holds REF (a REF with a registry host that the "
+    "store lacks is looked up there anyway); no file of the model is downloaded.",
+)
+INSECURE = typer.Option(
+    False, "--insecure", help="For a registry: plain HTTP or unverified TLS (as mdl pull)."
+)
 PASSPHRASE_ENV = "MDL_KEY_PASSPHRASE"
 
 keys = typer.Typer(help="Make signing keys.", no_args_is_help=True)
@@ -111,16 +120,18 @@ def verify(
     signatures: list[Path] = typer.Option(
         [], "--signature", help="A detached signature file (a Sigstore bundle); may repeat."
     ),
+    remote: bool = REMOTE,
+    insecure: bool = INSECURE,
     as_json: bool = JSON,
 ) -> None:
     if ref is None:
-        if key is not None or signatures:
-            raise typer.BadParameter("--key and --signature need a model reference")
+        if key is not None or signatures or remote:
+            raise typer.BadParameter("--key, --signature and --remote need a model reference")
         _verify_store(as_json)
     elif key is None:
         raise typer.BadParameter("checking a model's signatures needs --key", param_hint="--key")
     else:
-        _verify_signatures(ref, key, signatures, as_json)
+        _verify_signatures(ref, key, signatures, as_json, remote=remote, insecure=insecure)
 
 
 def _verify_store(as_json: bool) -> None:
@@ -134,15 +145,25 @@ def _verify_store(as_json: bool) -> None:
         raise typer.Exit(1)
 
 
-def _verify_signatures(ref: str, key: Path, signatures: list[Path], as_json: bool) -> None:
+def _verify_signatures(
+    ref: str, key: Path, signatures: list[Path], as_json: bool, *, remote: bool, insecure: bool
+) -> None:
     """The model's signatures against the key and the manifest; no blob is read."""
     from mdl.spec import sigstore
     from mdl.store.signatures import verify
 
     public = sigstore.load_public_key(_read(key))
+    detached = [_read(path) for path in signatures]
+    reference = Reference.parse(ref)
     store = Store.open()
-    model = load_model(store, Reference.parse(ref))
-    verified = verify(store, model, public, [_read(path) for path in signatures])
+    remote_used = _on_registry(store, reference, remote)
+    if remote_used:
+        from mdl.client.trust import verify_remote
+
+        subject, verified = verify_remote(reference, public, detached, insecure=insecure)
+    else:
+        model = load_model(store, reference)
+        subject, verified = model.descriptor, verify(store, model, public, detached)
     rows = [
         {
             "signature": str(v.signature) if v.signature else None,
@@ -153,7 +174,7 @@ def _verify_signatures(ref: str, key: Path, signatures: list[Path], as_json: boo
         for v in verified
     ]
     console.result(
-        {"digest": str(model.descriptor.digest), "verified": rows},
+        {"digest": str(subject.digest), "remote": remote_used, "verified": rows},
         as_json,
         lambda: console.lines(
             f"verified: {r['predicate_type']} signature {r['signature'] or '(file)'}" for r in rows
@@ -172,14 +193,35 @@ def _verified_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 def discover(
     ref: str = typer.Argument(..., help="The model reference."),
+    remote: bool = REMOTE,
+    insecure: bool = INSECURE,
     as_json: bool = JSON,
 ) -> None:
     from mdl.store.signatures import referrer_tree
 
+    reference = Reference.parse(ref)
     store = Store.open()
-    model = load_model(store, Reference.parse(ref))
-    tree = referrer_tree(store, model.descriptor)
+    if _on_registry(store, reference, remote):
+        from mdl.client.trust import discover_remote
+
+        tree = discover_remote(reference, insecure=insecure)
+    else:
+        tree = referrer_tree(store, load_model(store, reference).descriptor)
     console.result(tree, as_json, lambda: console.lines(_tree_lines(tree)))
+
+
+def _on_registry(store: Store, ref: Reference, remote: bool) -> bool:
+    """Whether to look ``ref`` up on its registry: asked to, or it names a registry host and
+    the store does not hold it."""
+    if remote:
+        return True
+    if ref.registry is None:
+        return False
+    try:
+        store.resolve(ref)
+    except NotFound:
+        return True
+    return False
 
 
 def _tree_lines(node: dict[str, Any], depth: int = 0) -> list[str]:

@@ -1,25 +1,33 @@
 """The one copy algorithm behind pull, push and mirror: walk index → manifest → config and
-layers, move only what the destination lacks (several blobs at a time), put manifests last.
+layers, move only what the destination lacks (several blobs at a time), put manifests last;
+then each manifest's referrers (signatures, SBOMs) the same way.
 
 A manifest is put only after every blob it references is there, and the root (by its tag) only
-after its children, so a tag never names incomplete content.
+after its children, so a tag never names incomplete content. A referrer goes after its subject
+(a registry may want the subject first) and is attached to it at the destination; on a pull
+that is before the caller tags the root.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from mdl.client.body import MANIFEST_BYTES
 from mdl.spec import manifest as manifests
 from mdl.spec import mediatypes as mt
 from mdl.spec.descriptor import Descriptor
+from mdl.spec.digest import Digest
 from mdl.spec.errors import MdlError
-from mdl.spec.manifest import Index
+from mdl.spec.manifest import Index, Manifest
 
 BLOB_WORKERS = 3
+MAX_REFERRERS = 1024
+"""The most referrers one copy carries, against a registry listing without end."""
+MAX_DEPTH = 8
+"""How deep referrers of referrers are followed (a signature of an SBOM of a model is 2)."""
 
 Progress = Callable[[str, int, int], None]
 """(label, bytes just moved, total bytes of that blob)"""
@@ -40,6 +48,8 @@ class End(Protocol):
     def receive(
         self, desc: Descriptor, source: object, progress: Callable[[int], None]
     ) -> Received: ...
+    def referrers(self, subject: Digest) -> list[Descriptor]: ...
+    def attach(self, referrer: Descriptor, subject: Digest) -> None: ...
 
 
 @dataclass
@@ -49,6 +59,7 @@ class CopyReport:
     bytes_skipped: int = 0
     blobs_transferred: int = 0
     blobs_skipped: int = 0
+    referrers: int = 0
 
 
 def copy(
@@ -59,33 +70,68 @@ def copy(
     progress: Progress | None = None,
 ) -> CopyReport:
     report = CopyReport(str(root.digest))
-    _copy_node(source, destination, root, reference, progress, report)
+    walk = _Walk(source, destination, progress, report)
+    walk.node(root, source.manifest(root), reference, 0)
     return report
 
 
-def _copy_node(
-    source: End,
-    destination: End,
-    desc: Descriptor,
-    reference: str | None,
-    progress: Progress | None,
-    report: CopyReport,
-) -> None:
-    data = source.manifest(desc)
-    doc = manifests.parse(data, desc.media_type)
-    if isinstance(doc, Index):
-        for child in doc.manifests:
-            if child.media_type in mt.MANIFEST_TYPES | mt.INDEX_TYPES:
-                _copy_node(source, destination, child, None, progress, report)
-    else:
-        if doc.config.size > MANIFEST_BYTES:  # it is read into memory
-            raise MdlError(
-                f"{desc.digest}: a config of {doc.config.size} bytes is over the limit of "
-                f"{MANIFEST_BYTES}"
+@dataclass
+class _Walk:
+    source: End
+    destination: End
+    progress: Progress | None
+    report: CopyReport
+    seen: set[Digest] = field(default_factory=set)
+
+    def node(self, desc: Descriptor, data: bytes, reference: str | None, depth: int) -> None:
+        doc = manifests.parse(data, desc.media_type)
+        if isinstance(doc, Index):
+            for child in doc.manifests:
+                if child.media_type in mt.MANIFEST_TYPES | mt.INDEX_TYPES:
+                    self.node(child, self.source.manifest(child), None, depth)
+        else:
+            if doc.config.size > MANIFEST_BYTES:  # it is read into memory
+                raise MdlError(
+                    f"{desc.digest}: a config of {doc.config.size} bytes is over the limit of "
+                    f"{MANIFEST_BYTES}"
+                )
+            config = doc.config.with_annotations({mt.ANNOTATION_FILEPATH: "config"})
+            _copy_blobs(
+                self.source, self.destination, [config, *doc.layers], self.progress, self.report
             )
-        config = doc.config.with_annotations({mt.ANNOTATION_FILEPATH: "config"})
-        _copy_blobs(source, destination, [config, *doc.layers], progress, report)
-    destination.put_manifest(desc, data, reference)
+        self.destination.put_manifest(desc, data, reference)
+        if depth < MAX_DEPTH:
+            self.referrers(desc.digest, depth + 1)
+
+    def referrers(self, subject: Digest, depth: int) -> None:
+        """Copy and attach what the source lists as referrers of ``subject``; a listed
+        manifest whose own ``subject`` is another one is not a referrer, and is skipped."""
+        for listed in self.source.referrers(subject):
+            if listed.digest in self.seen or listed.media_type not in _MANIFESTS:
+                continue
+            self.seen.add(listed.digest)
+            if len(self.seen) > MAX_REFERRERS:
+                raise MdlError(f"{subject}: more than {MAX_REFERRERS} referrers")
+            data = self.source.manifest(listed)
+            doc = manifests.parse(data, listed.media_type)
+            if doc.subject is None or doc.subject.digest != subject:
+                continue
+            self.node(listed, data, None, depth)
+            self.destination.attach(referrer_descriptor(listed, data, doc), subject)
+            self.report.referrers += 1
+
+
+_MANIFESTS = mt.MANIFEST_TYPES | mt.INDEX_TYPES
+
+
+def referrer_descriptor(desc: Descriptor, data: bytes, doc: Manifest | Index) -> Descriptor:
+    """How the referrers API lists a manifest: its artifact type (``artifactType``, else the
+    config's media type) and its annotations, taken from the manifest itself."""
+    artifact = doc.artifact_type
+    if artifact is None and isinstance(doc, Manifest):
+        artifact = doc.config.media_type
+    extra = {"artifactType": artifact} if artifact else {}
+    return Descriptor(desc.media_type, desc.digest, len(data), dict(doc.annotations), extra)
 
 
 def _copy_blobs(

@@ -2,7 +2,8 @@
 
 Each end answers what it holds, hands out verified manifests, and receives a blob from the
 other end in the way that suits the pair: a ranged download into the store, an upload (or a
-cross-repository mount) into a registry.
+cross-repository mount) into a registry. Each lists and attaches referrers: the store in its
+index.json, a registry through its referrers API or, when it has none, the tag schema.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from mdl.client import referrers
 from mdl.client.copy import Received
 from mdl.client.download import download
 from mdl.client.remote import RemoteRepository
@@ -46,10 +48,18 @@ class LocalEnd:
         remember_source(source.repo, desc.digest)
         return received
 
+    def referrers(self, subject: Digest) -> list[Descriptor]:
+        return self.store.referrers(subject)
+
+    def attach(self, referrer: Descriptor, subject: Digest) -> None:
+        self.store.attach(referrer, subject)
+
 
 class RemoteEnd:
     def __init__(self, repo: RemoteRepository) -> None:
         self.repo = repo
+        self._indexed: dict[Digest, str | None] = {}
+        """Manifest -> the subject the registry said (OCI-Subject) it lists it under."""
 
     def has_blob(self, desc: Descriptor) -> bool:
         return self.repo.has_blob(desc)
@@ -58,7 +68,17 @@ class RemoteEnd:
         return self.repo.fetch_manifest(str(desc.digest), desc)[0]
 
     def put_manifest(self, desc: Descriptor, data: bytes, reference: str | None) -> None:
-        self.repo.push_manifest(reference or str(desc.digest), data, desc.media_type)
+        indexed = self.repo.push_manifest(reference or str(desc.digest), data, desc.media_type)
+        self._indexed[desc.digest] = indexed
+
+    def referrers(self, subject: Digest) -> list[Descriptor]:
+        return referrers.list_referrers(self.repo, subject)
+
+    def attach(self, referrer: Descriptor, subject: Digest) -> None:
+        """A registry that answered the referrer's put with its subject lists it already;
+        for any other, mdl keeps the subject's tag index."""
+        if self._indexed.get(referrer.digest) != str(subject):
+            referrers.record(self.repo, referrer, subject)
 
     def receive(self, desc: Descriptor, source: object, progress: Progress) -> Received:
         if not isinstance(source, LocalEnd):

@@ -11,10 +11,13 @@ import httpx
 
 from mdl.client.body import MANIFEST_BYTES
 from mdl.client.connection import Connection, error_for
+from mdl.spec import manifest as manifests
 from mdl.spec import mediatypes as mt
 from mdl.spec.descriptor import Descriptor
 from mdl.spec.digest import Digest
-from mdl.spec.errors import DigestMismatch, RemoteError
+from mdl.spec.errors import DigestMismatch, MdlError, NotFound, RemoteError
+from mdl.spec.manifest import Index
+from mdl.spec.reference import Reference
 
 _KNOWN = mt.MANIFEST_TYPES | mt.INDEX_TYPES
 MANIFEST_ACCEPT = ", ".join(
@@ -34,6 +37,16 @@ class RemoteRepository:
         return f"/v2/{self.name}/{kind}/{quote(reference, safe=':')}"
 
     # -- manifests -------------------------------------------------------------------------
+
+    def resolve_reference(self, ref: Reference) -> Descriptor:
+        """The root a reference names here: by its digest (checked), else by its tag."""
+        if ref.digest:
+            root = self.resolve(str(ref.digest))
+            if root.digest != ref.digest:
+                raise NotFound(f"{ref}: registry answered with {root.digest}")
+            return root
+        assert ref.tag
+        return self.resolve(ref.tag)
 
     def resolve(self, reference: str) -> Descriptor:
         """The manifest's descriptor, computed from its bytes: a HEAD's Digest and Length
@@ -62,13 +75,15 @@ class RemoteRepository:
         data = response.content
         media_type = _media_type(response.headers.get("Content-Type", ""), data)
         want = expected.digest if expected else None
-        if want is None and reference.startswith("sha"):
+        if want is None and ":" in reference:  # a digest (a tag has no colon)
             want = Digest.parse(reference)
         if want is not None and Digest.of(data, want.algorithm) != want:
             raise DigestMismatch(f"{self}@{want}: registry sent a manifest with another digest")
         return data, media_type
 
-    def push_manifest(self, reference: str, data: bytes, media_type: str) -> Digest:
+    def push_manifest(self, reference: str, data: bytes, media_type: str) -> str | None:
+        """Put a manifest; the ``OCI-Subject`` the registry answers with (the subject it lists
+        the manifest under in its referrers API), if any."""
         response = self.connection.request(
             "PUT",
             self._path("manifests", reference),
@@ -81,9 +96,40 @@ class RemoteRepository:
         sent = response.headers.get("Docker-Content-Digest")
         if sent and sent != str(digest):
             raise RemoteError(f"{self}:{reference}: registry stored digest {sent}, not {digest}")
-        return digest
+        subject: str | None = response.headers.get("OCI-Subject")
+        return subject
+
+    def referrers_api(self, subject: Digest) -> list[Descriptor] | None:
+        """What the referrers API lists for ``subject``; None when the registry has no such
+        API (it answers 404, as distribution 2.8 does)."""
+        what = f"{self} referrers of {subject}"
+        try:
+            response = self.connection.request(
+                "GET",
+                self._path("referrers", str(subject)),
+                headers={"Accept": mt.OCI_INDEX},
+                what=what,
+                limit=MANIFEST_BYTES,
+            )
+        except NotFound:
+            return None
+        return _index_entries(response.content, what)
 
     # -- blobs -----------------------------------------------------------------------------
+
+    def fetch_blob(self, desc: Descriptor, limit: int) -> bytes:
+        """A small blob read into memory, checked against its descriptor; one over ``limit``
+        is refused before it is fetched."""
+        what = f"{self}@{desc.digest}"
+        if desc.size > limit:
+            raise RemoteError(f"{what}: a blob of {desc.size} bytes is over the limit of {limit}")
+        response = self.connection.request(
+            "GET", self._path("blobs", str(desc.digest)), what=what, limit=limit
+        )
+        data = response.content
+        if len(data) != desc.size or Digest.of(data, desc.digest.algorithm) != desc.digest:
+            raise DigestMismatch(f"{what}: registry sent a blob with another digest")
+        return data
 
     def has_blob(self, desc: Descriptor) -> bool:
         response = self.connection.request(
@@ -136,6 +182,15 @@ def _media_type(content_type: str, data: bytes) -> str:
     if isinstance(declared, str) and declared:
         return declared
     return mt.OCI_INDEX if isinstance(doc, dict) and "manifests" in doc else mt.OCI_MANIFEST
+
+
+def _index_entries(data: bytes, what: str) -> list[Descriptor]:
+    try:
+        doc = manifests.parse(data, mt.OCI_INDEX)
+    except MdlError as exc:
+        raise RemoteError(f"{what}: not an index: {exc}") from None
+    assert isinstance(doc, Index)
+    return list(doc.manifests)
 
 
 def _location(response: httpx.Response, repo: RemoteRepository) -> str:

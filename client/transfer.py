@@ -8,8 +8,11 @@ from mdl.client.credentials import Credentials, canonical_host
 from mdl.client.endpoints import LocalEnd, RemoteEnd
 from mdl.client.formats import adopt, render
 from mdl.client.remote import RemoteRepository
-from mdl.spec.errors import NotFound, Unauthorized
+from mdl.client.trust import admit
+from mdl.spec.errors import Unauthorized
+from mdl.spec.policy import Policy
 from mdl.spec.reference import Reference
+from mdl.store.signatures import load_policy
 from mdl.store.store import Store
 
 
@@ -19,19 +22,19 @@ def pull(
     *,
     insecure: bool = False,
     progress: Progress | None = None,
+    policy: Policy | None = None,
 ) -> CopyReport:
-    """Copy the model ``ref`` names into the store and tag it there under the full reference."""
+    """Copy the model ``ref`` names, with its referrers, into the store and tag it there under
+    the full reference. The trust policy (``policy``, else ``load_policy()``'s) is checked
+    first, from the manifest and the signatures on the registry: a refused model brings
+    nothing into the store."""
     remote_ref = ref.with_registry()
     assert remote_ref.registry
+    policy = policy or load_policy()
     with Connection(remote_ref.registry, insecure=insecure) as connection:
         repo = RemoteRepository(connection, remote_ref.repository)
-        if remote_ref.digest:
-            root = repo.resolve(str(remote_ref.digest))
-            if root.digest != remote_ref.digest:
-                raise NotFound(f"{remote_ref}: registry answered with {root.digest}")
-        else:
-            assert remote_ref.tag
-            root = repo.resolve(remote_ref.tag)
+        root = repo.resolve_reference(remote_ref)
+        admit(repo, root, remote_ref, policy)
         with store.writing():
             report = copy(RemoteEnd(repo), LocalEnd(store), root, None, progress)
             store.tag(adopt(store, root.with_annotations({})), remote_ref)

@@ -17,7 +17,7 @@ cosign signature covers the manifest and so everything it names.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -30,7 +30,8 @@ from mdl.spec import sigstore, statements
 from mdl.spec.descriptor import Descriptor
 from mdl.spec.digest import Digest
 from mdl.spec.errors import SignatureError
-from mdl.spec.manifest import Manifest, encode
+from mdl.spec.manifest import Index, Manifest, encode
+from mdl.spec.modelpack import ModelFiles
 from mdl.spec.policy import Kind, Policy
 from mdl.spec.reference import Reference
 from mdl.store import layout
@@ -60,6 +61,17 @@ class Verified:
     """Files of the model a detached signature does not cover (attached ones cover all)."""
 
 
+@dataclass(frozen=True)
+class Signed:
+    """A model's manifest and the signature bundles found for it, in a store or a registry:
+    all that verifying needs (no blob of the model is read)."""
+
+    descriptor: Descriptor
+    manifest: Manifest
+    bundles: Sequence[tuple[Digest | None, bytes]]
+    """(referrer digest, bundle); None for a detached signature file."""
+
+
 def sign(
     store: Store,
     model: StoredModel,
@@ -71,7 +83,9 @@ def sign(
     if fmt is SignatureFormat.COSIGN:
         statement = statements.cosign_statement(name, model.descriptor.digest)
     else:
-        statement = statements.model_statement(name, _file_digests(model))
+        statement = statements.model_statement(
+            name, _file_digests(model.descriptor, model.manifest)
+        )
     return attach_bundle(store, model.descriptor, sigstore.sign_bundle(statement, key))
 
 
@@ -123,19 +137,27 @@ def signatures(store: Store, subject: Digest) -> list[tuple[Descriptor, bytes]]:
 
 def bundle_of(store: Store, referrer: Descriptor) -> bytes:
     """The bundle a signature referrer holds."""
-    doc = store.read_manifest(referrer)
-    bundles = [
-        layer
-        for layer in getattr(doc, "layers", ())
-        if layer.media_type == sigstore.BUNDLE_MEDIA_TYPE
-    ]
+    return store.read_blob(bundle_layer(referrer.digest, store.read_manifest(referrer)))
+
+
+def bundle_layer(referrer: Digest, doc: Manifest | Index) -> Descriptor:
+    """The one bundle layer of a signature referrer's manifest."""
+    layers = doc.layers if isinstance(doc, Manifest) else ()
+    bundles = [layer for layer in layers if layer.media_type == sigstore.BUNDLE_MEDIA_TYPE]
     if len(bundles) != 1:
-        raise SignatureError(f"{referrer.digest}: not a signature (want one bundle layer)")
-    return store.read_blob(bundles[0])
+        raise SignatureError(f"{referrer}: not a signature (want one bundle layer)")
+    return bundles[0]
 
 
-def referrer_tree(store: Store, subject: Descriptor, depth: int = 0) -> dict[str, Any]:
+def referrer_tree(store: Store, subject: Descriptor) -> dict[str, Any]:
     """``subject`` and its referrers, recursively (a signature of an SBOM), as JSON."""
+    return tree_of(subject, store.referrers)
+
+
+def tree_of(
+    subject: Descriptor, referrers: Callable[[Digest], list[Descriptor]], depth: int = 0
+) -> dict[str, Any]:
+    """``subject`` and what ``referrers`` lists for it, recursively, as JSON."""
     node: dict[str, Any] = {
         "mediaType": subject.media_type,
         "digest": str(subject.digest),
@@ -146,9 +168,7 @@ def referrer_tree(store: Store, subject: Descriptor, depth: int = 0) -> dict[str
     if subject.annotations:
         node["annotations"] = dict(subject.annotations)
     if depth < _MAX_DEPTH:
-        node["referrers"] = [
-            referrer_tree(store, r, depth + 1) for r in store.referrers(subject.digest)
-        ]
+        node["referrers"] = [tree_of(r, referrers, depth + 1) for r in referrers(subject.digest)]
     return node
 
 
@@ -158,41 +178,55 @@ def verify(
     key: ec.EllipticCurvePublicKey,
     detached: Iterable[bytes] = (),
 ) -> list[Verified]:
-    """Every signature of ``model`` that verifies with ``key`` and matches the model.
+    """Every signature of ``model`` (attached in the store, or ``detached``) that verifies with
+    ``key`` and matches the model; see ``verify_signed``."""
+    signed = signed_in_store(store, model)
+    extra = tuple((None, bundle) for bundle in detached)
+    return verify_signed(Signed(signed.descriptor, signed.manifest, (*signed.bundles, *extra)), key)
+
+
+def signed_in_store(store: Store, model: StoredModel) -> Signed:
+    """The model's manifest and the bundles attached to it in the store."""
+    attached = tuple(
+        (referrer.digest, bundle) for referrer, bundle in signatures(store, model.descriptor.digest)
+    )
+    return Signed(model.descriptor, model.manifest, attached)
+
+
+def verify_signed(signed: Signed, key: ec.EllipticCurvePublicKey) -> list[Verified]:
+    """Every bundle of ``signed`` that verifies with ``key`` and matches the manifest.
 
     Raises SignatureError when none does, or at once when one verifies with the key but
     vouches for other content (the model or its manifest was changed after signing).
     """
-    candidates: list[tuple[Digest | None, bytes]] = [
-        (referrer.digest, bundle) for referrer, bundle in signatures(store, model.descriptor.digest)
-    ]
-    candidates += [(None, bundle) for bundle in detached]
-    if not candidates:
-        raise SignatureError(f"{model.descriptor.digest}: the model has no signature")
+    subject = signed.descriptor.digest
+    if not signed.bundles:
+        raise SignatureError(f"{subject}: the model has no signature")
     verified, refused = [], []
-    for digest, bundle in candidates:
+    for digest, bundle in signed.bundles:
         try:
             statement = sigstore.open_bundle(bundle, key)
         except SignatureError as exc:
             refused.append(str(exc))
             continue
-        verified.append(_check(model, digest, statement))
+        verified.append(_check(signed, digest, statement))
     if not verified:
         reasons = "; ".join(sorted(set(refused)))
         raise SignatureError(
-            f"{model.descriptor.digest}: no signature verifies with this key "
-            f"({len(candidates)} checked: {reasons})"
+            f"{subject}: no signature verifies with this key "
+            f"({len(signed.bundles)} checked: {reasons})"
         )
     return verified
 
 
-def _check(model: StoredModel, digest: Digest | None, statement: Mapping[str, object]) -> Verified:
+def _check(signed: Signed, digest: Digest | None, statement: Mapping[str, object]) -> Verified:
     predicate = str(statement.get("predicateType"))
-    files = _file_digests(model)
+    subject = signed.descriptor.digest
+    files = _file_digests(signed.descriptor, signed.manifest)
     if predicate == statements.COSIGN_SIGN_PREDICATE:
-        signed = statements.signed_manifest(statement)
-        if signed != model.descriptor.digest:
-            raise SignatureError(f"{model.descriptor.digest}: signed is manifest {signed}")
+        named = statements.signed_manifest(statement)
+        if named != subject:
+            raise SignatureError(f"{subject}: signed is manifest {named}")
         return Verified(digest, predicate, tuple(sorted(files)))
     covered, unsigned = statements.match_files(files, statements.signed_files(statement))
     if unsigned and digest is not None:
@@ -200,12 +234,12 @@ def _check(model: StoredModel, digest: Digest | None, statement: Mapping[str, ob
     return Verified(digest, predicate, covered, unsigned)
 
 
-def _file_digests(model: StoredModel) -> dict[str, Digest]:
+def _file_digests(desc: Descriptor, manifest: Manifest) -> dict[str, Digest]:
     """File path -> digest for every layer; a layer without a path cannot be signed."""
-    files = {path: desc.digest for path, desc in model.files.files.items()}
-    if len(files) != len(model.manifest.layers):
+    files = {path: layer.digest for path, layer in ModelFiles.of(manifest).files.items()}
+    if len(files) != len(manifest.layers):
         raise SignatureError(
-            f"{model.descriptor.digest}: a layer has no {mt.ANNOTATION_FILEPATH} and no file name"
+            f"{desc.digest}: a layer has no {mt.ANNOTATION_FILEPATH} and no file name"
         )
     return files
 
@@ -242,21 +276,30 @@ def load_policy(path: Path | None = None) -> Policy:
 
 def enforce(store: Store, model: StoredModel, ref: Reference, policy: Policy) -> None:
     """Raise SignatureError unless every requirement of ``ref``'s scope holds for ``model``."""
+    check_policy(policy, ref, lambda: signed_in_store(store, model))
+
+
+def check_policy(policy: Policy, ref: Reference, signed: Callable[[], Signed]) -> None:
+    """Raise SignatureError unless every requirement of ``ref``'s scope holds; ``signed`` is
+    asked for the model and its bundles only when a requirement needs them."""
     scope = policy.scope_of(ref)
+    found: Signed | None = None
     for requirement in policy.requirements(ref):
         if requirement.kind is Kind.REJECT:
             raise SignatureError(f"{ref}: refused by the trust policy ({policy.where}: {scope})")
-        if requirement.kind is Kind.SIGNED_BY and not _signed_by(store, model, requirement.keys):
-            raise SignatureError(
-                f"{ref}: no signature by a key the trust policy trusts "
-                f"({policy.where}: {scope} requires signedBy)"
-            )
+        if requirement.kind is Kind.SIGNED_BY:
+            found = found or signed()
+            if not _signed_by(found, requirement.keys):
+                raise SignatureError(
+                    f"{ref}: no signature by a key the trust policy trusts "
+                    f"({policy.where}: {scope} requires signedBy)"
+                )
 
 
-def _signed_by(store: Store, model: StoredModel, keys: Iterable[bytes]) -> bool:
+def _signed_by(signed: Signed, keys: Iterable[bytes]) -> bool:
     for key in [sigstore.load_public_key(pem) for pem in keys]:
         try:
-            verify(store, model, key)
+            verify_signed(signed, key)
         except SignatureError:
             continue
         return True

@@ -60,8 +60,14 @@ def _kill_when(process: subprocess.Popen[bytes], ready: Callable[[], bool]) -> N
 
 def _partial_bytes(home: Path) -> int:
     ingest = home / "store" / "ingest"
-    # allocated, not apparent, size: ranges are written in parallel, so the file is sparse
-    return sum(p.stat().st_blocks * 512 for p in ingest.glob("*.partial")) if ingest.exists() else 0
+    total = 0
+    for partial in ingest.glob("*.partial") if ingest.exists() else ():
+        try:
+            # allocated, not apparent, size: ranges are written in parallel, so it is sparse
+            total += partial.stat().st_blocks * 512
+        except FileNotFoundError:
+            continue  # completed between the listing and the stat
+    return total
 
 
 def test_killed_pull_resumes_where_it_stopped(
