@@ -1,4 +1,5 @@
-"""The ASGI app: Ollama's and OpenAI's routes over one service, errors, guards, shutdown.
+"""The ASGI app: Ollama's and OpenAI's routes over one service, the chat page (``/ui``),
+errors, guards, shutdown.
 
 Every error a handler raises becomes JSON in the shape the caller's API uses, with the status
 the error carries: ``{"error": "..."}`` under ``/api``, ``{"error": {"message", "type", …}}``
@@ -33,6 +34,7 @@ from mdl.runtime.ollama_api import OllamaAPI
 from mdl.runtime.openai_api import OpenAIAPI, error_body
 from mdl.runtime.service import Service
 from mdl.runtime.streaming import ClientGone
+from mdl.runtime.webui import ChatPage
 from mdl.spec.browser import LOCAL_ORIGINS, BrowserGuard, BrowserPolicy, origin_regex
 from mdl.spec.errors import InvalidReference, MdlError, ModelfileError, NotFound
 
@@ -59,7 +61,11 @@ def create_app(service: Service, library: Library, config: ServeConfig) -> ASGIA
         return JSONResponse(error_json(request.url.path, status, message), status_code=status)
 
     app = Starlette(
-        routes=[*OllamaAPI(service, library).routes(), *OpenAIAPI(service, library).routes()],
+        routes=[
+            *OllamaAPI(service, library).routes(),
+            *OpenAIAPI(service, library).routes(),
+            *ChatPage().routes(),
+        ],
         middleware=[
             Middleware(
                 CORSMiddleware,
