@@ -343,3 +343,38 @@ def test_pull_reads_the_policy_from_mdl_home_or_mdl_policy(
     missing = mdl("pull", ref, "--policy", str(tmp_path / "none.json"), env=elsewhere, ok=False)
     assert missing.code == 1 and "no such policy file" in missing.err
     mdl("pull", ref, env=_home(tmp_path, "fresh"))  # no policy file: anything goes
+
+
+def test_a_listed_manifest_that_refers_to_another_model_is_not_carried(
+    mdl: MdlRunner,
+    tiny: str,
+    keys: dict[str, Path],
+    distribution: RunningServer,
+    models_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """A tag index (anyone may write one) lists another model's signature: pull skips it, and
+    verify does not count it against the model."""
+    signed = mdl("sign", tiny, "--key", str(keys["alice.key"]), "--json").json()
+    _build(mdl, models_dir, tmp_path, "other:1", "Another model.")
+    stranger = mdl("sign", "other:1", "--key", str(keys["alice.key"]), "--json").json()
+    repo = "mixed/tiny"
+    mdl("push", tiny, f"{distribution.host}/{repo}:1")
+    mdl("push", "other:1", f"{distribution.host}/{repo}:other")
+    index = _tag_index(distribution, repo, signed["subject"]).json()
+    [foreign] = _tag_index(distribution, repo, stranger["subject"]).json()["manifests"]
+    index["manifests"].append(foreign)
+    put = httpx.put(
+        f"{distribution.url}/v2/{repo}/manifests/{signed['subject'].replace(':', '-')}",
+        content=json.dumps(index),
+        headers={"Content-Type": OCI_INDEX},
+    )
+    assert put.status_code == 201, put.text
+
+    ref = f"{distribution.host}/{repo}:1"
+    fresh = _home(tmp_path, "fresh")
+    remote = mdl("verify", ref, "--key", str(keys["alice.pub"]), "--json", env=fresh).json()
+    assert [v["signature"] for v in remote["verified"]] == [signed["digest"]]
+    assert mdl("pull", ref, "--json", env=fresh).json()["referrers"] == 1
+    tree = mdl("discover", ref, "--json", env=fresh).json()
+    assert [c["digest"] for c in tree["referrers"]] == [signed["digest"]]
