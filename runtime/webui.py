@@ -70,7 +70,10 @@ class StaticFile:
         if zipped:
             headers["Content-Encoding"] = "gzip"
         body = self.gzipped if zipped else self.body
-        return Response(b"" if request.method == "HEAD" else body, 200, headers, self.content_type)
+        if request.method == "HEAD":
+            headers["Content-Length"] = str(len(body))
+            body = b""
+        return Response(body, 200, headers, self.content_type)
 
 
 class ChatPage:

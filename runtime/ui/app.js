@@ -100,6 +100,8 @@ function save() {
 }
 
 function selectChat(chat) {
+  chat.system = typeof chat.system === "string" ? chat.system : "";
+  chat.options = chat.options && typeof chat.options === "object" ? chat.options : {};
   state.chat = chat;
   $("system").value = chat.system;
   for (const name of Object.keys(OPTION_FIELDS)) $(name).value = chat.options[name] ?? "";

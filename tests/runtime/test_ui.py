@@ -147,6 +147,9 @@ def test_the_page_and_its_assets_have_csp_types_caching_and_gzip(ui: Served) -> 
         etag = {"If-None-Match": headers["ETag"]}
         assert fetch(ui.url + asset, etag)[0] == 304
     assert fetch(ui.url + "/ui/assets/app.js")[0] == 404  # only the hashed names
+    head = urllib.request.Request(ui.url + "/ui", method="HEAD")
+    with urllib.request.urlopen(head, timeout=30) as response:
+        assert response.read() == b"" and response.headers["Content-Length"] == str(len(body))
     assert fetch(ui.url + "/")[2] == b"Ollama is running"
 
 
@@ -233,6 +236,31 @@ def test_stop_ends_a_long_generation(page: Page, ui: Served) -> None:
     assert stored[0]["messages"][-1]["stopped"] is True
 
 
+def test_the_page_works_with_the_keyboard_alone(page: Page, ui: Served) -> None:
+    page.click("h1")  # Tab now starts from the top of the page
+    reached = []
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("document.activeElement.id"))
+    for control in ("tab-chat", "tab-models", "new-chat", "model", "prompt", "send"):
+        assert control in reached
+    assert reached.index("model") < reached.index("prompt") < reached.index("send")
+    page.focus("#model")
+    page.keyboard.press("End")  # the last model of the list, chosen with the keyboard
+    assert page.input_value("#model") == "tiny:latest"
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline == "solid"  # a visible focus ring
+    page.focus("#prompt")
+    page.keyboard.type("hello")
+    page.keyboard.press("Enter")
+    page.wait_for_function(DONE)
+    assert assistant_text(page)
+    page.focus("#tab-models")
+    page.keyboard.press("Enter")
+    expect(page.locator("#view-models")).to_be_visible()
+    expect(page.locator("#view-chat")).to_be_hidden()
+
+
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with start_mdl_registry(tmp_path_factory.mktemp("ui-registry")) as server:
@@ -258,6 +286,7 @@ def test_pull_shows_its_progress_and_the_model_appears(
     opened = Opened(browser, empty.url + "/ui#models")
     page = opened.page
     expect(page.locator("#store-empty")).to_be_visible()
+    expect(page.locator("#pull-status")).to_be_hidden()
     page.evaluate(
         "() => { window.texts = []; new MutationObserver(rs => rs.forEach(r => r.addedNodes"
         ".forEach(n => window.texts.push(n.textContent))))"
