@@ -17,6 +17,17 @@ registry_app = typer.Typer(
 ROOT = typer.Option(
     None, "--root", help="Storage directory (default: $MDL_HOME/registry).", show_default=False
 )
+STORAGE = typer.Option(
+    None,
+    "--storage",
+    help="s3://BUCKET[/PREFIX] to keep everything in S3 instead of --root "
+    "(credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws).",
+    show_default=False,
+)
+S3_ENDPOINT = typer.Option(
+    None, "--s3-endpoint", help="S3 server URL (default: AWS, or $AWS_ENDPOINT_URL)."
+)
+S3_REGION = typer.Option(None, "--s3-region", help="S3 region (default: $AWS_REGION, ~/.aws).")
 
 
 def register(app: typer.Typer) -> None:
@@ -76,6 +87,14 @@ def serve(
     access_log: bool = typer.Option(
         True, "--access-log/--no-access-log", help="JSON access log lines on stderr."
     ),
+    storage: str | None = STORAGE,
+    s3_endpoint: str | None = S3_ENDPOINT,
+    s3_region: str | None = S3_REGION,
+    s3_redirect: str = typer.Option(
+        "true",
+        "--s3-redirect",
+        help="true: blob GETs answer 307 to a presigned S3 URL; false: stream through.",
+    ),
 ) -> None:
     """Serve an OCI distribution-spec v1.1 registry (pull, push, discovery, management)."""
     from mdl.registry.server import ServeConfig
@@ -102,8 +121,20 @@ def serve(
         origins=tuple(origin or _env_origins()),
         max_uploads=max_uploads,
         upload_expiry=upload_expiry,
+        storage=storage,
+        s3_endpoint=s3_endpoint,
+        s3_region=s3_region,
+        s3_redirect=_boolean("--s3-redirect", s3_redirect),
     )
     run(config)
+
+
+def _boolean(flag: str, text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise typer.BadParameter(f"{flag} takes true or false, not {text!r}")
 
 
 def _env_origins() -> list[str]:
@@ -121,13 +152,20 @@ def gc(
         86400, "--upload-expiry", help="Remove upload sessions idle longer than this (seconds)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    storage: str | None = STORAGE,
+    s3_endpoint: str | None = S3_ENDPOINT,
+    s3_region: str | None = S3_REGION,
 ) -> None:
     """Remove blobs no manifest references, and expired upload sessions (safe while serving)."""
     from mdl.registry.gc import collect
-    from mdl.registry.storage.filesystem import FilesystemDriver
+    from mdl.registry.storage.select import open_storage
 
+    try:
+        driver = open_storage(_root(root), storage, s3_endpoint, s3_region, check=True)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--storage") from exc
     report = collect(
-        FilesystemDriver(_root(root)),
+        driver,
         grace_period=grace_period,
         upload_expiry=upload_expiry,
         dry_run=dry_run,

@@ -112,11 +112,13 @@ def create_app(
     read_only: bool = False,
     browser: BrowserPolicy | None = None,
     limits: UploadLimits | None = None,
+    redirect: bool = True,
 ) -> Starlette:
     """The registry over ``driver``; ``auth`` None means open access (the loopback default).
 
     ``browser`` is the host/origin policy open access answers browsers with; with auth (or
-    None) only the path check applies.
+    None) only the path check applies. ``redirect`` sends blob GETs to the backend's own URL
+    when it has one (``StorageDriver.url``).
     """
     repos = Repositories(driver)
     metrics = Metrics()
@@ -142,7 +144,7 @@ def create_app(
         "Running upload hashes this process holds in memory.",
         sessions.cached,
     )
-    app.state.registry = Registry(repos, sessions, open_access=auth is None)
+    app.state.registry = Registry(repos, sessions, open_access=auth is None, redirect=redirect)
     if auth is not None:
         app.state.auth = auth
     return app

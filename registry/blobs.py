@@ -1,7 +1,9 @@
 """Blob endpoints: GET and HEAD (with ``Range``), DELETE. Bytes stream from storage, never whole.
 
-A local file is sent with ``FileResponse`` (the ASGI server's sendfile/pathsend when it has
-one); a range, or a backend without local files, streams from a reader in 1 MiB pieces.
+HEAD answers from the object's metadata. On a backend with URLs of its own (S3), GET is a 307
+to a presigned URL unless redirects are off. A local file is sent with ``FileResponse`` (the
+ASGI server's sendfile/pathsend when it has one); a range, or a backend without local files,
+streams from a reader in 1 MiB pieces.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ class WholeFile(FileResponse):
 async def get(request: Request) -> Response:
     name = names.repository(request.path_params["name"])
     digest = names.digest(request.path_params["digest"])
-    repos = registry(request).repos
+    reg = registry(request)
+    repos = reg.repos
     stat = await run_in_threadpool(repos.blob_stat, name, digest)
     headers = {
         "Docker-Content-Digest": str(digest),
@@ -56,6 +59,10 @@ async def get(request: Request) -> Response:
             {"Content-Range": f"bytes */{stat.size}"},
         ) from None
     driver = repos.driver
+    if reg.redirect and (url := await run_in_threadpool(driver.url, key)) is not None:
+        # A satisfiable Range (checked above) goes with the client to the storage.
+        headers = {"Location": url, "Docker-Content-Digest": str(digest), "Content-Length": "0"}
+        return Response(status_code=307, headers=headers)
     local = driver.local_path(key)
     if selected is None and local is not None:
         stat_result = await run_in_threadpool(os.stat, local)

@@ -27,6 +27,8 @@ class Registry:
     uploads: Uploads
     open_access: bool
     """No access control: anonymous cross-repository mounts are allowed."""
+    redirect: bool = True
+    """Blob GETs answer 307 to the storage's presigned URL, when it has one."""
 
 
 def registry(request: Request) -> Registry:

@@ -23,9 +23,10 @@ from mdl.registry.auth.htpasswd import Htpasswd
 from mdl.registry.auth.policy import Policy
 from mdl.registry.auth.tokens import TokenIssuer, load_or_create_key
 from mdl.registry.sessions import DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_EXPIRY, UploadLimits
-from mdl.registry.storage.filesystem import FilesystemDriver
+from mdl.registry.storage.driver import StorageDriver
+from mdl.registry.storage.select import open_storage
 from mdl.spec.browser import BrowserPolicy, is_loopback
-from mdl.spec.errors import MdlError
+from mdl.spec.errors import MdlError, StoreError
 
 CONFIG_ENV = "MDL_REGISTRY_CONFIG"
 TOKEN_KEY_FILE = ".token-key.pem"
@@ -62,6 +63,12 @@ class ServeConfig:
     """Open upload sessions per repository."""
     upload_expiry: int = DEFAULT_UPLOAD_EXPIRY
     """Seconds after which an idle upload session may be dropped (its memory at once)."""
+    storage: str | None = None
+    """``s3://BUCKET[/PREFIX]``; None for the filesystem under ``root``."""
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    s3_redirect: bool = True
+    """Answer blob GETs with a 307 to a presigned URL (S3 only)."""
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -94,7 +101,17 @@ def check(config: ServeConfig) -> None:
             raise ServeError(f"{flag} must not hold quotes, backslashes or control characters")
     if config.max_uploads < 1 or config.upload_expiry < 1:
         raise ServeError("--max-uploads and --upload-expiry must be at least 1")
-    build_app(config)
+    if config.storage is None and (config.s3_endpoint or config.s3_region):
+        raise ServeError("--s3-endpoint and --s3-region need --storage s3://BUCKET")
+    build_app(config, storage_driver(config, check=True))
+
+
+def storage_driver(config: ServeConfig, *, check: bool = False) -> StorageDriver:
+    root, storage = Path(config.root), config.storage
+    try:
+        return open_storage(root, storage, config.s3_endpoint, config.s3_region, check=check)
+    except (ValueError, StoreError) as exc:
+        raise ServeError(f"--storage {storage}: {exc}") from exc
 
 
 def auth_settings(config: ServeConfig) -> AuthSettings | None:
@@ -113,14 +130,14 @@ def auth_settings(config: ServeConfig) -> AuthSettings | None:
     return AuthSettings(htpasswd, policy, issuer, config.realm)
 
 
-def build_app(config: ServeConfig) -> Starlette:
-    driver = FilesystemDriver(Path(config.root))
+def build_app(config: ServeConfig, driver: StorageDriver | None = None) -> Starlette:
     return create_app(
-        driver,
+        driver or storage_driver(config),
         auth=auth_settings(config),
         read_only=config.read_only,
         browser=BrowserPolicy.create(config.host, config.origins),
         limits=UploadLimits(per_repository=config.max_uploads, expiry=config.upload_expiry),
+        redirect=config.s3_redirect,
     )
 
 

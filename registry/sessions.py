@@ -9,7 +9,7 @@ in memory is trusted only by the process that wrote the current stamp, at the si
 any other case (another process wrote last, a chunk failed half-way, a restart) the hash is not
 carried on, and the commit hashes the data from storage instead.
 
-Commit runs distribution's steps in order, under the session's lock: verify, move into
+Commit runs distribution's steps in order, under the session's lock: seal, verify, move into
 ``blobs/`` (replacing any blob of that digest: only verified bytes are ever put there), link,
 clean up; a mismatching upload is discarded and never stored. Sessions are bounded per
 repository; a full repository first drops its sessions idle longer than the expiry.
@@ -87,10 +87,14 @@ class Sink:
         finally:
             hashed.result()
 
-    def close(self) -> None:
+    def close(self, *, keep: bool = True) -> None:
+        """End the append: keep what was written, or drop all of it."""
         if self._hasher_thread is not None:
             self._hasher_thread.shutdown()
-        self.appender.close()
+        if keep:
+            self.appender.close()
+        else:
+            self.appender.abort()
 
 
 class Session:
@@ -106,13 +110,14 @@ class Session:
         upload_id: str,
         held: AbstractContextManager[None],
         hashing: _Hashing | None,
+        size: int,
     ) -> None:
         self.uploads = uploads
         self.name = name
         self.upload_id = upload_id
         self._held: AbstractContextManager[None] | None = held
         self._hashing = hashing
-        self.size = uploads.offset(name, upload_id)
+        self.size = size
 
     def sink(self, algorithm: str | None = None) -> Sink:
         """A sink at the session's end. ``algorithm`` switches the hash of an empty session."""
@@ -123,13 +128,11 @@ class Session:
         appender = self.uploads.driver.appender(paths.upload_data(self.name, self.upload_id))
         return Sink(appender, hasher)
 
-    def appended(self, sink: Sink, *, ok: bool, keep_until: int | None = None) -> None:
-        """Close ``sink`` and record the change. A failed append is cut back to ``keep_until``
-        (when given) and leaves the hash untrusted."""
+    def appended(self, sink: Sink, *, ok: bool, undo: bool = False) -> None:
+        """Close ``sink`` and record the change. A failed append is dropped whole when ``undo``
+        (else what arrived is kept) and leaves the hash untrusted."""
         try:
-            sink.close()
-            if not ok and keep_until is not None:
-                self._truncate(keep_until)
+            sink.close(keep=ok or not undo)
         finally:
             if not ok:
                 self._hashing = None
@@ -140,14 +143,13 @@ class Session:
         """Verify the session's bytes against ``digest``, publish them and link them to the
         repository. DIGEST_INVALID (and the session is gone) when the content is not ``digest``.
         """
+        driver = self.uploads.driver
+        data = paths.upload_data(self.name, self.upload_id)
+        driver.seal(data)
         actual = self._digest(digest.algorithm)
         if actual != digest:
             self.cancel()
             raise OCIError(ErrorCode.DIGEST_INVALID, {"digest": str(digest), "actual": str(actual)})
-        driver = self.uploads.driver
-        data = paths.upload_data(self.name, self.upload_id)
-        if self.size == 0:
-            driver.appender(data).close()  # an empty blob has no data object yet
         with self.uploads.repos.gc_lock():
             driver.move(data, paths.blob(digest))
             self.uploads.repos.link_blob(self.name, digest)
@@ -180,13 +182,6 @@ class Session:
             while chunk := data.read(READ_CHUNK):
                 hasher.update(chunk)
         return Digest(algorithm, hasher.hexdigest())
-
-    def _truncate(self, size: int) -> None:
-        appender = self.uploads.driver.appender(paths.upload_data(self.name, self.upload_id))
-        try:
-            appender.truncate(size)
-        finally:
-            appender.close()
 
     def _stamp(self) -> None:
         stamp = secrets.token_hex(16)
@@ -239,7 +234,9 @@ class Uploads:
         except LockBusy:
             raise OCIError(ErrorCode.UPLOAD_BUSY, {"uuid": upload_id}) from None
         try:
-            return Session(self, name, upload_id, held, self._trusted(name, upload_id))
+            size = self.offset(name, upload_id)
+            hashing = self._trusted(name, upload_id, size)
+            return Session(self, name, upload_id, held, hashing, size)
         except OCIError:
             # Cancelled or committed while we opened its lock: drop the lock file we made.
             self.driver.delete(paths.upload_dir(name, upload_id))
@@ -317,20 +314,20 @@ class Uploads:
         """Running hashes held in memory now (bounded by ``limits.cached_hashes``)."""
         return len(self._hashing)
 
-    def _trusted(self, name: str, upload_id: str) -> _Hashing | None:
+    def _trusted(self, name: str, upload_id: str, size: int) -> _Hashing | None:
         """This process's running hash, if it wrote the session's current state; None else."""
         with self._cache_mutex:
             hashing = self._hashing.get((name, upload_id))
+        if hashing is None:
+            return None
         try:
             state = json.loads(self.driver.read(paths.upload_state(name, upload_id)))
         except PathNotFound:
             state = {"size": 0, "stamp": ""}  # a new session: nobody wrote to it yet
         except ValueError:
             state = None
-        size = self.offset(name, upload_id)
         if (
-            hashing is None
-            or not isinstance(state, dict)
+            not isinstance(state, dict)
             or state.get("stamp") != hashing.stamp
             or state.get("size") != size
             or hashing.size != size

@@ -180,14 +180,13 @@ async def _append(
     """Stream the body onto the session. A declared chunk is all or nothing: on a short or long
     body, or any failure, the session goes back to where it was."""
     sink = await run_in_threadpool(session.sink, algorithm)
-    start = sink.size
     try:
         received = await _stream_into(request, sink, expected)
         if expected is not None and received != expected:
             raise OCIError(ErrorCode.SIZE_INVALID, {"expected": expected, "received": received})
     except BaseException:
-        keep = start if expected is not None else None
-        await run_in_threadpool(lambda: session.appended(sink, ok=False, keep_until=keep))
+        undo = expected is not None
+        await run_in_threadpool(lambda: session.appended(sink, ok=False, undo=undo))
         raise
     await run_in_threadpool(lambda: session.appended(sink, ok=True))
 

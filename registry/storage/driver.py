@@ -1,10 +1,11 @@
 """The interface every storage backend implements: bytes under ``/``-separated keys.
 
 It is deliberately small (like distribution's ``StorageDriver``) so an object store can implement
-it: whole-object reads and atomic writes for small documents, an appendable writer for upload
-sessions, a move for publishing a verified upload, listing for discovery and gc. Keys come only
-from ``mdl.registry.paths``. ``tests/registry/test_storage_conformance.py`` runs the same suite
-against every backend.
+it: whole-object reads and writes (each seen whole or not at all) for small documents, an
+appendable writer for upload sessions that is sealed into an object before it is read, a move for
+publishing a verified upload, listing for discovery and gc, and advisory locks. Keys come only
+from ``mdl.registry.paths``. ``tests/registry/test_registry_storage.py`` runs the same suite
+against every backend (filesystem, S3); docs/registry.md says what each guarantees.
 """
 
 from __future__ import annotations
@@ -14,6 +15,13 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
+
+
+def check_key(key: str) -> None:
+    """ValueError for a key that is absolute, empty or climbs out (``..``, ``.``, ``//``)."""
+    parts = key.split("/")
+    if key.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"invalid storage key {key!r}")
 
 
 class PathNotFound(Exception):
@@ -32,13 +40,14 @@ class Stat:
 
 
 class Appender(Protocol):
-    """An object being extended: ``size`` is its length so far; ``close`` makes writes durable."""
+    """An object being extended: ``size`` is its length so far; ``close`` makes the writes
+    durable, ``abort`` drops every write since the appender was opened. Either ends it."""
 
     size: int
 
     def write(self, data: bytes | bytearray | memoryview) -> None: ...
-    def truncate(self, size: int) -> None: ...
     def close(self) -> None: ...
+    def abort(self) -> None: ...
 
 
 class StorageDriver(Protocol):
@@ -77,7 +86,13 @@ class StorageDriver(Protocol):
         ...
 
     def appender(self, key: str) -> Appender:
-        """Open ``key`` for appending (created when missing)."""
+        """Open ``key`` for appending (created when missing). While it is being appended to,
+        ``stat`` and ``exists`` see it; ``read`` and ``open`` only after ``seal``."""
+        ...
+
+    def seal(self, key: str) -> None:
+        """End appending to ``key``: from now on it is an ordinary object (an empty one when
+        nothing was appended)."""
         ...
 
     def open(self, key: str) -> BinaryIO:
@@ -86,6 +101,11 @@ class StorageDriver(Protocol):
 
     def local_path(self, key: str) -> Path | None:
         """A file path serving the object's bytes (for sendfile), or None on remote backends."""
+        ...
+
+    def url(self, key: str) -> str | None:
+        """A short-lived URL a client may GET the object's bytes from itself (with ``Range``),
+        or None when the backend has none."""
         ...
 
     def lock(self, key: str, *, exclusive: bool, wait: bool = True) -> AbstractContextManager[None]:

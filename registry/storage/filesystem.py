@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from mdl.registry.storage.driver import LockBusy, PathNotFound, Stat
+from mdl.registry.storage.driver import LockBusy, PathNotFound, Stat, check_key
 from mdl.store.fsio import atomic_write, fsync_dir, write_all
 
 
@@ -25,14 +25,16 @@ class FileAppender:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self.size = os.fstat(self._fd).st_size
+        self.size = self._opened_at = os.fstat(self._fd).st_size
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.size += write_all(self._fd, data, self.path)
 
-    def truncate(self, size: int) -> None:
-        os.ftruncate(self._fd, size)
-        self.size = size
+    def abort(self) -> None:
+        if self._fd >= 0:
+            os.ftruncate(self._fd, self._opened_at)
+            self.size = self._opened_at
+        self.close()
 
     def close(self) -> None:
         if self._fd < 0:
@@ -52,10 +54,8 @@ class FilesystemDriver:
         root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
-        parts = key.split("/")
-        if key.startswith("/") or any(part in ("", ".", "..") for part in parts):
-            raise ValueError(f"invalid storage key {key!r}")
-        return self.root.joinpath(*parts)
+        check_key(key)
+        return self.root.joinpath(*key.split("/"))
 
     def read(self, key: str) -> bytes:
         try:
@@ -123,6 +123,9 @@ class FilesystemDriver:
     def appender(self, key: str) -> FileAppender:
         return FileAppender(self._path(key))
 
+    def seal(self, key: str) -> None:
+        FileAppender(self._path(key)).close()  # creates an empty file when nothing came
+
     def open(self, key: str) -> BinaryIO:
         try:
             return open(self._path(key), "rb")
@@ -131,6 +134,9 @@ class FilesystemDriver:
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
+
+    def url(self, key: str) -> str | None:
+        return None
 
     def lock(self, key: str, *, exclusive: bool, wait: bool = True) -> AbstractContextManager[None]:
         return _flock(self._path(key), key, exclusive, wait)

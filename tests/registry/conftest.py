@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from rgw import Rgw, start_rgw
 from servers import RunningServer, start_mdl_registry
 
 
@@ -34,3 +35,11 @@ def repo(request: pytest.FixtureRequest) -> str:
     """A repository name no other test uses."""
     stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
     return f"t/{stem}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rgw]:
+    """Ceph's RADOS Gateway on 127.0.0.1, started by scripts/s3.sh once per session (about
+    20 s) and stopped by the PIDs it recorded."""
+    with start_rgw(tmp_path_factory.mktemp("rgw")) as server:
+        yield server

@@ -1,0 +1,208 @@
+"""Appending to an S3 key: one multipart upload, its state kept in the bucket.
+
+S3 parts are at least 5 MiB (all but the last), and a client's chunks can be any size, so the
+bytes since the last part are buffered; what is still buffered when an appender closes is saved
+as a small hidden object (the *tail*, under ``PART`` bytes), read back by the next appender, in
+any process. The state (``.<name>.append`` beside the key: the multipart upload's id, its parts
+and the tail's key and size) is written last, so a crash before it leaves the previous state
+whole. ``seal`` sends the tail as the last part and completes the upload into the key itself.
+Memory per appender stays under twice ``PART`` plus the caller's buffer; nothing goes to disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mdl.registry.storage.driver import PathNotFound, Stat
+from mdl.registry.storage.s3_client import mtime_metadata
+
+if TYPE_CHECKING:
+    from mdl.registry.storage.s3 import S3Driver
+
+PART = 8 * 1024 * 1024
+"""Bytes buffered before a part goes out; grows every 1000 parts (S3 allows 10000)."""
+
+
+def _hidden(key: str, suffix: str) -> str:
+    head, _, base = key.rpartition("/")
+    return f"{head}/.{base}{suffix}" if head else f".{base}{suffix}"
+
+
+def state_key(key: str) -> str:
+    return _hidden(key, ".append")
+
+
+@dataclass
+class _State:
+    upload: str | None = None
+    parts: list[tuple[int, str, int]] = field(default_factory=list)
+    """(number, ETag, size) of every part, in order."""
+    tail: str | None = None
+    tail_size: int = 0
+    modified: float = field(default_factory=time.time)
+
+    @property
+    def size(self) -> int:
+        return sum(size for _, _, size in self.parts) + self.tail_size
+
+    def dump(self) -> bytes:
+        return json.dumps(
+            {
+                "upload": self.upload,
+                "parts": self.parts,
+                "tail": self.tail,
+                "tail_size": self.tail_size,
+                "modified": time.time(),
+            }
+        ).encode()
+
+
+def _load(driver: S3Driver, key: str) -> _State | None:
+    try:
+        obj = json.loads(driver.read(state_key(key)))
+    except PathNotFound:
+        return None
+    parts = [(int(n), str(etag), int(size)) for n, etag, size in obj["parts"]]
+    return _State(obj["upload"], parts, obj["tail"], int(obj["tail_size"]), float(obj["modified"]))
+
+
+def _tail(driver: S3Driver, state: _State) -> bytes:
+    if state.tail is None or state.tail_size == 0:
+        return b""
+    return driver.read(state.tail)[: state.tail_size]
+
+
+def appending_size(driver: S3Driver, key: str) -> Stat | None:
+    """The size and time of ``key`` while it is being appended to; None when it is not."""
+    state = _load(driver, key)
+    return None if state is None else Stat(state.size, state.modified)
+
+
+class S3Appender:
+    def __init__(self, driver: S3Driver, key: str, state: _State, tail: bytes) -> None:
+        self._driver, self._key, self._state = driver, key, state
+        self._buffer = bytearray(tail)
+        self._parts = list(state.parts)
+        self._upload = state.upload
+        self._started_upload = False
+        self._changed = False
+        self._closed = False
+        self.size = state.size
+
+    @classmethod
+    def open(cls, driver: S3Driver, key: str) -> S3Appender:
+        state = _load(driver, key) or _State()
+        return cls(driver, key, state, _tail(driver, state))
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._buffer += data
+        self.size += len(data)
+        self._changed = True
+        if len(self._buffer) >= PART * (1 + len(self._parts) // 1000):
+            self._send_part()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if not self._changed:
+            return
+        old_tail = self._state.tail
+        tail = None
+        if self._buffer:
+            tail = _hidden(self._key, f".{secrets.token_hex(8)}.tail")
+            self._driver.write(tail, bytes(self._buffer))
+        state = _State(self._upload, self._parts, tail, len(self._buffer))
+        self._driver.write(state_key(self._key), state.dump())
+        if old_tail is not None and old_tail != state.tail:
+            self._driver.client.call(
+                "delete_object", Bucket=self._driver.bucket, Key=self._driver.prefix + old_tail
+            )
+
+    def abort(self) -> None:
+        """Forget every write since ``open``: the saved state still describes the old bytes."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._started_upload and self._upload is not None:
+            _abort_upload(self._driver, self._key, self._upload)
+
+    def _send_part(self) -> None:
+        driver, full = self._driver, self._driver.prefix + self._key
+        if self._upload is None:
+            self._upload = driver.client.call(
+                "create_multipart_upload", Bucket=driver.bucket, Key=full, Metadata=mtime_metadata()
+            )["UploadId"]
+            self._started_upload = True
+        number = len(self._parts) + 1
+        body = bytes(self._buffer)
+        answer = driver.client.call(
+            "upload_part",
+            Bucket=driver.bucket,
+            Key=full,
+            UploadId=self._upload,
+            PartNumber=number,
+            Body=body,
+        )
+        self._parts.append((number, answer["ETag"], len(body)))
+        self._buffer = bytearray()
+
+    @staticmethod
+    def discard(driver: S3Driver, state_object: str) -> None:
+        """Abort the multipart upload the state object ``state_object`` records, if any."""
+        try:
+            obj = json.loads(driver.read(state_object))
+        except (PathNotFound, ValueError):
+            return
+        if obj.get("upload"):
+            head, _, base = state_object.rpartition("/")
+            key = f"{head}/{base[1 : -len('.append')]}" if head else base[1 : -len(".append")]
+            _abort_upload(driver, key, str(obj["upload"]))
+
+
+def seal(driver: S3Driver, key: str) -> None:
+    """Complete ``key``'s multipart upload (or put its few bytes) and drop its state."""
+    state = _load(driver, key)
+    if state is None:
+        if not driver.exists(key):
+            driver.write(key, b"")
+        return
+    tail = _tail(driver, state)
+    full = driver.prefix + key
+    if state.upload is None:
+        driver.write(key, tail)
+    else:
+        parts = list(state.parts)
+        if tail:
+            number = len(parts) + 1
+            answer = driver.client.call(
+                "upload_part",
+                Bucket=driver.bucket,
+                Key=full,
+                UploadId=state.upload,
+                PartNumber=number,
+                Body=tail,
+            )
+            parts.append((number, answer["ETag"], len(tail)))
+        driver.client.call(
+            "complete_multipart_upload",
+            Bucket=driver.bucket,
+            Key=full,
+            UploadId=state.upload,
+            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag} for n, etag, _ in parts]},
+        )
+    for leftover in (state.tail, state_key(key)):
+        if leftover is not None:
+            driver.client.call("delete_object", Bucket=driver.bucket, Key=driver.prefix + leftover)
+
+
+def _abort_upload(driver: S3Driver, key: str, upload: str) -> None:
+    with contextlib.suppress(PathNotFound):
+        driver.client.call(
+            "abort_multipart_upload", Bucket=driver.bucket, Key=driver.prefix + key, UploadId=upload
+        )
