@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything mdl's demo and tests need, on a fresh Debian machine or again (idempotent):
 #   .venv with mdl installed editable with [dev] (llama-cpp-python built once, portable, into a
-#   wheel directory that later runs reuse), and the system packages the tests drive (skopeo).
+#   wheel directory that later runs reuse), and the system packages the tests drive (skopeo,
+#   distribution, Ceph's RADOS Gateway for the registry's S3 backend).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,11 @@ missing=()
 command -v skopeo >/dev/null || missing+=(skopeo)
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v htpasswd >/dev/null || missing+=(apache2-utils)
+command -v ceph-mon >/dev/null || missing+=(ceph-mon)
+command -v ceph-osd >/dev/null || missing+=(ceph-osd)
+command -v radosgw >/dev/null || missing+=(radosgw)
+command -v ceph >/dev/null || missing+=(ceph-common)
+command -v uuidgen >/dev/null || missing+=(uuid-runtime)
 command -v chromium >/dev/null || missing+=(chromium)  # the web pages' browser tests
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]} (Debian packages)"
