@@ -32,10 +32,14 @@ QUIET = typer.Option(False, "-q", "--quiet", help="Print only the digest.")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("pull", help="Fetch a model from a registry into the local store (resumes).")(
-        pull_cmd
+    app.command(
+        "pull",
+        help="Fetch a model and its referrers (signatures) from a registry into the local store, "
+        "if the trust policy accepts it (resumes).",
+    )(pull_cmd)
+    app.command("push", help="Send a local model and its referrers (signatures) to a registry.")(
+        push_cmd
     )
-    app.command("push", help="Send a local model to a registry.")(push_cmd)
     app.command(help="Store credentials for a registry (password read from stdin).")(login)
     app.command(help="Forget the stored credentials for a registry.")(logout)
     app.command(help="Write models to an offline archive (OCI layout tar; .zst compresses).")(save)
