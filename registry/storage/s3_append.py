@@ -6,7 +6,8 @@ as a small hidden object (the *tail*, under ``PART`` bytes), read back by the ne
 any process. The state (``.<name>.append`` beside the key: the multipart upload's id, its parts
 and the tail's key and size) is written last, so a crash before it leaves the previous state
 whole. ``seal`` sends the tail as the last part and completes the upload into the key itself.
-Memory per appender stays under twice ``PART`` plus the caller's buffer; nothing goes to disk.
+A full part is sent on the appender's own thread while the next bytes arrive, one at a time.
+Memory per appender stays under three parts plus the caller's buffer; nothing goes to disk.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import json
 import secrets
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -92,6 +94,8 @@ class S3Appender:
         self._started_upload = False
         self._changed = False
         self._closed = False
+        self._sender: ThreadPoolExecutor | None = None
+        self._sending: Future[str] | None = None
         self.size = state.size
 
     @classmethod
@@ -110,6 +114,7 @@ class S3Appender:
         if self._closed:
             return
         self._closed = True
+        self._finish_sending()
         if not self._changed:
             return
         old_tail = self._state.tail
@@ -129,28 +134,52 @@ class S3Appender:
         if self._closed:
             return
         self._closed = True
+        with contextlib.suppress(Exception):
+            self._finish_sending()
         if self._started_upload and self._upload is not None:
             _abort_upload(self._driver, self._key, self._upload)
 
     def _send_part(self) -> None:
+        """Send the buffer as the next part on the appender's thread, so the next bytes are
+        received while it goes out; one part at a time (each must be known before the next)."""
+        self._wait_for_part()
         driver, full = self._driver, self._driver.prefix + self._key
         if self._upload is None:
             self._upload = driver.client.call(
                 "create_multipart_upload", Bucket=driver.bucket, Key=full, Metadata=mtime_metadata()
             )["UploadId"]
             self._started_upload = True
-        number = len(self._parts) + 1
-        body = bytes(self._buffer)
-        answer = driver.client.call(
-            "upload_part",
-            Bucket=driver.bucket,
-            Key=full,
-            UploadId=self._upload,
-            PartNumber=number,
-            Body=body,
-        )
-        self._parts.append((number, answer["ETag"], len(body)))
+        number, body, upload = len(self._parts) + 1, bytes(self._buffer), self._upload
         self._buffer = bytearray()
+        self._parts.append((number, "", len(body)))
+
+        def send() -> str:
+            answer = driver.client.call(
+                "upload_part",
+                Bucket=driver.bucket,
+                Key=full,
+                UploadId=upload,
+                PartNumber=number,
+                Body=body,
+            )
+            return str(answer["ETag"])
+
+        if self._sender is None:
+            self._sender = ThreadPoolExecutor(max_workers=1)
+        self._sending = self._sender.submit(send)
+
+    def _wait_for_part(self) -> None:
+        sending, self._sending = self._sending, None
+        if sending is not None:
+            number, _, size = self._parts[-1]
+            self._parts[-1] = (number, sending.result(), size)
+
+    def _finish_sending(self) -> None:
+        try:
+            self._wait_for_part()
+        finally:
+            if self._sender is not None:
+                self._sender.shutdown()
 
     @staticmethod
     def discard(driver: S3Driver, state_object: str) -> None:

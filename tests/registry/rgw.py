@@ -43,17 +43,23 @@ class Rgw:
 
 
 @contextmanager
-def start_rgw(directory: Path) -> Iterator[Rgw]:
-    port = free_port()
-    started = subprocess.run(
-        [str(SCRIPT), "start", str(port), str(directory)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    try:
-        if started.returncode != 0:
+def start_rgw(directory: Path, attempts: int = 2) -> Iterator[Rgw]:
+    """scripts/s3.sh under ``directory``; a failed start (a port taken meanwhile, a daemon
+    too slow on a loaded machine) is stopped and tried again once on a new port."""
+    for attempt in range(1, attempts + 1):
+        place = directory / f"attempt-{attempt}"
+        started = subprocess.run(
+            [str(SCRIPT), "start", str(free_port()), str(place)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if started.returncode == 0:
+            break
+        subprocess.run([str(SCRIPT), "stop", str(place)], check=False, timeout=60)
+        if attempt == attempts:
             raise RuntimeError(f"scripts/s3.sh failed:\n{started.stderr}")
+    try:
         values = dict(line.split("=", 1) for line in started.stdout.splitlines() if "=" in line)
         # The gateway's credentials, as every S3 client reads them: from the environment,
         # which registries and clients started by the tests inherit.
@@ -68,4 +74,4 @@ def start_rgw(directory: Path) -> Iterator[Rgw]:
                 else:
                     os.environ[key] = value
     finally:
-        subprocess.run([str(SCRIPT), "stop", str(directory)], check=False, timeout=60)
+        subprocess.run([str(SCRIPT), "stop", str(place)], check=False, timeout=60)
