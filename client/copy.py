@@ -24,8 +24,6 @@ from mdl.spec.errors import MdlError
 from mdl.spec.manifest import Index, Manifest
 
 BLOB_WORKERS = 3
-MAX_REFERRERS = 1024
-"""The most referrers one copy carries, against a registry listing without end."""
 MAX_DEPTH = 8
 """How deep referrers of referrers are followed (a signature of an SBOM of a model is 2)."""
 
@@ -104,14 +102,13 @@ class _Walk:
             self.referrers(desc.digest, depth + 1)
 
     def referrers(self, subject: Digest, depth: int) -> None:
-        """Copy and attach what the source lists as referrers of ``subject``; a listed
-        manifest whose own ``subject`` is another one is not a referrer, and is skipped."""
+        """Copy and attach what the source lists as referrers of ``subject`` (a registry lists
+        a bounded number: ``referrers.Lister``); a listed manifest whose own ``subject`` is
+        another one is not a referrer, and is skipped."""
         for listed in self.source.referrers(subject):
             if listed.digest in self.seen or listed.media_type not in _MANIFESTS:
                 continue
             self.seen.add(listed.digest)
-            if len(self.seen) > MAX_REFERRERS:
-                raise MdlError(f"{subject}: more than {MAX_REFERRERS} referrers")
             data = self.source.manifest(listed)
             doc = manifests.parse(data, listed.media_type)
             if doc.subject is None or doc.subject.digest != subject:

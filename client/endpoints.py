@@ -58,6 +58,7 @@ class LocalEnd:
 class RemoteEnd:
     def __init__(self, repo: RemoteRepository) -> None:
         self.repo = repo
+        self._list = referrers.Lister(repo)
         self._indexed: dict[Digest, str | None] = {}
         """Manifest -> the subject the registry said (OCI-Subject) it lists it under."""
 
@@ -72,7 +73,7 @@ class RemoteEnd:
         self._indexed[desc.digest] = indexed
 
     def referrers(self, subject: Digest) -> list[Descriptor]:
-        return referrers.list_referrers(self.repo, subject)
+        return self._list(subject)
 
     def attach(self, referrer: Descriptor, subject: Digest) -> None:
         """A registry that answered the referrer's put with its subject lists it already;

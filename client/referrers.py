@@ -13,6 +13,9 @@ from mdl.spec.digest import Digest
 from mdl.spec.errors import NotFound, RemoteError
 from mdl.spec.manifest import Index
 
+MAX_REFERRERS = 1024
+"""The most referrers one walk (a copy, a discover, a verify) takes from a registry."""
+
 
 def tag_for(subject: Digest) -> str:
     """The referrers tag schema's tag for ``subject``: ``sha256-<hex>``."""
@@ -23,6 +26,22 @@ def list_referrers(repo: RemoteRepository, subject: Digest) -> list[Descriptor]:
     """The referrers the registry lists for ``subject`` (the API's answer, or the tag index)."""
     listed = repo.referrers_api(subject)
     return list(_tag_index(repo, subject).manifests) if listed is None else listed
+
+
+class Lister:
+    """Lists referrers on one repository, at most ``MAX_REFERRERS`` in all: a registry's
+    listing can be as long as its 4 MiB cap allows, and a walk follows each entry."""
+
+    def __init__(self, repo: RemoteRepository) -> None:
+        self.repo = repo
+        self.listed = 0
+
+    def __call__(self, subject: Digest) -> list[Descriptor]:
+        found = list_referrers(self.repo, subject)
+        self.listed += len(found)
+        if self.listed > MAX_REFERRERS:
+            raise RemoteError(f"{self.repo}: more than {MAX_REFERRERS} referrers of {subject}")
+        return found
 
 
 def record(repo: RemoteRepository, referrer: Descriptor, subject: Digest) -> None:

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from mdl.client.body import MANIFEST_BYTES
 from mdl.client.connection import Connection
-from mdl.client.referrers import list_referrers
+from mdl.client.referrers import Lister
 from mdl.client.remote import RemoteRepository
 from mdl.spec import manifest as manifests
 from mdl.spec import mediatypes as mt
@@ -57,7 +57,7 @@ def discover_remote(ref: Reference, *, insecure: bool = False) -> dict[str, Any]
     with Connection(remote_ref.registry, insecure=insecure) as connection:
         repo = RemoteRepository(connection, remote_ref.repository)
         desc, _ = model_manifest(repo, repo.resolve_reference(remote_ref))
-        return tree_of(desc, lambda subject: list_referrers(repo, subject))
+        return tree_of(desc, Lister(repo))
 
 
 def admit(repo: RemoteRepository, root: Descriptor, ref: Reference, policy: Policy) -> None:
@@ -71,7 +71,7 @@ def signed_on(repo: RemoteRepository, root: Descriptor) -> Signed:
     signature bundles the registry lists as its referrers."""
     desc, manifest = model_manifest(repo, root)
     bundles = []
-    for referrer in list_referrers(repo, desc.digest):
+    for referrer in Lister(repo)(desc.digest):
         if referrer.extra.get("artifactType") != sigstore.BUNDLE_MEDIA_TYPE:
             continue
         data, media_type = repo.fetch_manifest(str(referrer.digest), referrer)

@@ -9,7 +9,8 @@ back as ``text/plain``.
 Hostile habits too: the registry can ask for basic or bearer credentials and the storage host for
 a bearer token of its own (both hosts serve ``/token`` and record what they were sent); the
 registry can send a huge manifest or a huge error body, an error message or a layer's file name
-with escape sequences in it; and it can speak TLS while the storage host speaks plain HTTP.
+with escape sequences in it, or a referrers listing without end; and it can speak TLS while the
+storage host speaks plain HTTP.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response, Stream
 from starlette.routing import Route
 
 _HOP = {"host", "content-length", "transfer-encoding", "connection"}
+_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
 
 @dataclass
@@ -88,6 +90,10 @@ class Quirks:
     """Bytes of huge answers handed to the server before the client stopped reading."""
     storage_host: str = ""
     """host:port of the storage host, set when the stand-in starts."""
+    referrers: int = 0
+    """How many (made-up) signature manifests the referrers API lists for every subject."""
+    listed_gets: int = 0
+    """Requests for one of those made-up manifests."""
 
 
 def _free_port() -> int:
@@ -114,6 +120,7 @@ _OPTIONS = (
     "deny_message",
     "layer_title",
     "config_size",
+    "referrers",
 )
 _RECORDS = (
     "storage_headers",
@@ -125,6 +132,7 @@ _RECORDS = (
     "storage_auth",
     "token_requests",
     "streamed",
+    "listed_gets",
 )
 
 
@@ -171,6 +179,15 @@ def _apps(
         return StreamingResponse(body(), status, headers, media_type="application/json")
 
     altered: dict[str, Response] = {}  # digest -> a manifest rewritten by alter()
+    made_up = [
+        {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": "sha256:" + hashlib.sha256(str(n).encode()).hexdigest(),
+            "size": 512,
+            "artifactType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        }
+        for n in range(quirks.referrers)
+    ]
 
     async def alter(request: Request, path: str) -> Response:
         """The manifest with its last layer renamed or its config resized; an index's children
@@ -234,6 +251,13 @@ def _apps(
         if quirks.stall_blobs and blob_get:
             quirks.stall_blobs -= 1
             return await stall_halfway(request, path)
+        if quirks.referrers and "/referrers/" in path:
+            return JSONResponse(
+                {"schemaVersion": 2, "mediaType": _OCI_INDEX, "manifests": made_up},
+                media_type=_OCI_INDEX,
+            )
+        if any(path.endswith(entry["digest"]) for entry in made_up):
+            quirks.listed_gets += 1
         manifest = "/manifests/" in path and request.method in ("GET", "HEAD")
         if manifest and request.method == "GET":
             if quirks.huge_manifest:

@@ -248,3 +248,20 @@ def _on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
         os.close(leader)
         code = child.wait(timeout=60)
     return code, output.decode(errors="replace")
+
+
+def test_a_referrers_listing_without_end_is_refused_before_it_is_followed(
+    mdl: MdlRunner, tiny_model: str, distribution: Registry, tmp_path: Path
+) -> None:
+    ref = "quirks/crowded:1"
+    mdl("push", "tiny", f"{distribution.host}/{ref}")
+    key = tmp_path / "alice"
+    mdl("key", "generate", "--out", str(key))
+    quirks = Quirks(referrers=1025)
+    with standin(distribution.host, quirks) as host:
+        env = _env(tmp_path, None)
+        for args in (["pull", "-q"], ["discover"], ["verify", "--key", f"{key}.pub"]):
+            failed = mdl(args[0], f"{host}/{ref}", *args[1:], env=env, ok=False)
+            assert failed.code == 1, args
+            assert failed.err.count("\n") == 1 and "more than 1024 referrers" in failed.err
+    assert quirks.listed_gets == 0
