@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import mimetypes
 import re
 from dataclasses import dataclass
 from importlib.resources import files
+from pathlib import PurePosixPath
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -51,8 +51,7 @@ class StaticFile:
 
     @classmethod
     def of(cls, body: bytes, name: str, cache_control: str) -> StaticFile:
-        suffix = name[name.rfind(".") :]
-        content_type = _TYPES.get(suffix) or mimetypes.guess_type(name)[0] or "text/plain"
+        content_type = _TYPES[PurePosixPath(name).suffix]  # the kinds pyproject ships
         etag = hashlib.sha256(body).hexdigest()[:20]
         return cls(body, gzip.compress(body, 9, mtime=0), content_type, etag, cache_control)
 
