@@ -107,7 +107,8 @@ def _report(report: CopyReport, as_json: bool, quiet: bool, done: str) -> None:
             [
                 f"{done}: {report.digest}",
                 f"{console.human_size(report.bytes_transferred)} transferred, "
-                f"{console.human_size(report.bytes_skipped)} already present",
+                f"{console.human_size(report.bytes_skipped)} already present"
+                + (f", {report.referrers} referrers" if report.referrers else ""),
             ]
         ),
     )

@@ -135,6 +135,7 @@ def test_signatures_ride_along_on_push_and_pull(
 
     again = mdl("push", tiny, ref, "--json").json()
     assert again["referrers"] == 2 and again["bytes_transferred"] == 0
+    assert mdl("push", tiny, ref).out.strip().endswith("already present, 2 referrers")
     assert _listed(registry, "signed/tiny", subject) == listed  # no duplicate entries
 
     mallory = mdl("sign", tiny, "--key", str(keys["mallory.key"]), "--json").json()
