@@ -42,6 +42,14 @@ def test_wheel_installs_the_same_packages_and_entry_point(tmp_path: Path) -> Non
         assert "mdl = mdl.cli.main:main" in archive.read(entry_points).decode()
     for package in PACKAGES:
         assert f"mdl/{package}/__init__.py" in names
+    sources = {
+        f"mdl/{path.relative_to(ROOT).as_posix()}"
+        for package in PACKAGES
+        for path in (ROOT / package).rglob("*")
+        if path.is_file() and path.suffix in (".py", ".html", ".js", ".css", ".svg")
+        and "__pycache__" not in path.parts
+    }  # fmt: skip
+    assert sources - set(names) == set(), "files the wheel leaves out"
     assert not any(n.startswith(("tests/", "mdl/tests/")) for n in names)
     target = tmp_path / "site"
     subprocess.run(
