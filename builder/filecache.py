@@ -52,7 +52,7 @@ def _write(entry: Path, record: Mapping[str, object]) -> None:
 def lookup_derived(mdl_home: Path, key: str) -> Digest | None:
     """The digest remembered for ``key`` (say, ``quantize <source digest> Q4_K_M <quantizer>``)."""
     try:
-        record = json.loads(layout.file_cache(mdl_home, Path(key)).read_bytes())
+        record = json.loads(layout.derived_cache(mdl_home, key).read_bytes())
         if record["key"] == key:
             return Digest.parse(record["digest"])
     except (OSError, ValueError, KeyError, TypeError, InvalidReference):
@@ -63,4 +63,4 @@ def lookup_derived(mdl_home: Path, key: str) -> Digest | None:
 def remember_derived(mdl_home: Path, key: str, digest: Digest) -> None:
     """Record that ``key`` produced ``digest``. Its entry shares the source files' directory;
     a key is no file path and its record has no fingerprint, so neither reads as the other."""
-    _write(layout.file_cache(mdl_home, Path(key)), {"key": key, "digest": str(digest)})
+    _write(layout.derived_cache(mdl_home, key), {"key": key, "digest": str(digest)})

@@ -11,12 +11,11 @@ import json
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
-from rich.text import Text
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -73,17 +72,6 @@ def error(message: str) -> None:
     err.print(
         f"Error: {printable(message)}", markup=False, style="red" if err.is_terminal else None
     )
-
-
-def table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    from rich.table import Table  # imported when needed: every command's start pays for imports
-
-    grid = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-    for column in columns:
-        grid.add_column(column, no_wrap=True)
-    for row in rows:
-        grid.add_row(*(Text(printable(cell)) for cell in row))
-    out.print(grid)
 
 
 @contextmanager

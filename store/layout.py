@@ -14,6 +14,7 @@
     │   └── .index.lock             flock: serialises read-modify-write of index.json
     ├── cache/files/<sha256(path)>  digest of a source file by (size, mtime, inode): builds skip
     │                               re-hashing an unchanged GGUF
+    ├── cache/derived/<sha256(key)> digest of a quantized GGUF by (source digest, type, quantizer)
     └── policy.json                 the trust policy pull and serve enforce (MDL_POLICY moves it)
 """
 
@@ -87,3 +88,8 @@ def policy_file(mdl_home: Path) -> Path:
 def file_cache(mdl_home: Path, source: Path) -> Path:
     key = hashlib.sha256(os.fsencode(source)).hexdigest()
     return mdl_home / "cache" / "files" / key
+
+
+def derived_cache(mdl_home: Path, key: str) -> Path:
+    """The record of content derived from a blob (a quantization), by what it was derived with."""
+    return mdl_home / "cache" / "derived" / hashlib.sha256(key.encode()).hexdigest()
