@@ -43,29 +43,29 @@ GOAL = 1.0
 PATCH_BYTES = 64 * MiB
 
 PUT_SCRIPT = (
-    'loc=$(curl -sS -X POST -D - -o /dev/null "$1/v2/$2/blobs/uploads/" '
+    'loc=$(curl -sS --max-time 600 -X POST -D - -o /dev/null "$1/v2/$2/blobs/uploads/" '
     "| tr -d '\\r' | sed -n 's/^[Ll]ocation: //p'); "
     'case "$loc" in http*) ;; *) loc="$1$loc" ;; esac; '
     'case "$loc" in *\\?*) sep="&" ;; *) sep="?" ;; esac; '
-    'code=$(curl -sS -o /dev/null -w "%{http_code}" -X PUT -H "Expect:" '
+    'code=$(curl -sS --max-time 600 -o /dev/null -w "%{http_code}" -X PUT -H "Expect:" '
     '-H "Content-Type: application/octet-stream" -T "$3" "$loc${sep}digest=$4"); '
     '[ "$code" = 201 ] || { echo "PUT returned $code" >&2; exit 1; }'
 )
 # $3 is a directory of chunk files (split -b), sent in order as PATCHes with Content-Range;
 # each response's Location is followed (distribution changes it every time).
 CHUNKED_SCRIPT = (
-    'loc=$(curl -sS -X POST -D - -o /dev/null "$1/v2/$2/blobs/uploads/" '
+    'loc=$(curl -sS --max-time 600 -X POST -D - -o /dev/null "$1/v2/$2/blobs/uploads/" '
     "| tr -d '\\r' | sed -n 's/^[Ll]ocation: //p'); offset=0; "
     'for part in "$3"/*; do '
     'case "$loc" in http*) ;; *) loc="$1$loc" ;; esac; '
     'size=$(stat -c %s "$part"); last=$((offset + size - 1)); '
-    'loc=$(curl -sS -X PATCH -D - -o /dev/null -H "Expect:" '
+    'loc=$(curl -sS --max-time 600 -X PATCH -D - -o /dev/null -H "Expect:" '
     '-H "Content-Type: application/octet-stream" -H "Content-Range: $offset-$last" '
     '--data-binary @"$part" "$loc" | tr -d "\\r" | sed -n "s/^[Ll]ocation: //p"); '
     "offset=$((last + 1)); done; "
     'case "$loc" in http*) ;; *) loc="$1$loc" ;; esac; '
     'case "$loc" in *\\?*) sep="&" ;; *) sep="?" ;; esac; '
-    'code=$(curl -sS -o /dev/null -w "%{http_code}" -X PUT -H "Content-Length: 0" '
+    'code=$(curl -sS --max-time 600 -o /dev/null -w "%{http_code}" -X PUT -H "Content-Length: 0" '
     '"$loc${sep}digest=$4"); '
     '[ "$code" = 201 ] || { echo "chunked PUT returned $code" >&2; exit 1; }'
 )

@@ -92,7 +92,7 @@ class StorageDriver(Protocol):
 
     def seal(self, key: str) -> None:
         """End appending to ``key``: from now on it is an ordinary object (an empty one when
-        nothing was appended)."""
+        nothing was appended), which no appender may extend."""
         ...
 
     def open(self, key: str) -> BinaryIO:

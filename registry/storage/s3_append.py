@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from mdl.registry.storage.driver import PathNotFound, Stat
 from mdl.registry.storage.s3_client import mtime_metadata
+from mdl.spec.errors import StoreError
 
 if TYPE_CHECKING:
     from mdl.registry.storage.s3 import S3Driver
@@ -100,7 +101,11 @@ class S3Appender:
 
     @classmethod
     def open(cls, driver: S3Driver, key: str) -> S3Appender:
-        state = _load(driver, key) or _State()
+        state = _load(driver, key)
+        if state is None:
+            if driver.exists(key):
+                raise StoreError(f"{key} was sealed: it cannot be appended to")
+            state = _State()
         return cls(driver, key, state, _tail(driver, state))
 
     def write(self, data: bytes | bytearray | memoryview) -> None:

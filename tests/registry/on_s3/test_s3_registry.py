@@ -1,7 +1,7 @@
 """``mdl registry serve --storage s3://...`` on Ceph's RADOS Gateway, end to end: ``mdl push``
 and ``mdl pull`` of a model of several S3 parts (monolithic and chunked), blob GETs with the
 307 to a presigned URL and streamed, ranges both ways, an upload that two registry processes
-share, and clear refusals of a bad ``--storage``."""
+share, gc on a bucket, and clear refusals of a bad ``--storage``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from ggufs import write_padded_llama
-from oci import digest, push_blob
+from oci import digest, image, push_blob
 from rgw import Rgw
 from servers import RunningServer
 
@@ -135,6 +135,31 @@ def test_a_mismatching_upload_never_becomes_visible(http: httpx.Client, repo: st
     assert answer.json()["errors"][0]["code"] == "DIGEST_INVALID"
     assert http.head(f"/v2/{repo}/blobs/{claimed}").status_code == 404
     assert http.get(location).status_code == 404
+
+
+def test_gc_sweeps_a_bucket(mdl: MdlRunner, tmp_path: Path, rgw: Rgw) -> None:
+    """``mdl registry gc --storage s3://...``: the unreferenced blob and the idle session go,
+    the image stays whole."""
+    bucket = rgw.bucket()
+    with (
+        rgw.serve(bucket, tmp_path / "root") as server,
+        httpx.Client(base_url=server.url, timeout=60) as http,
+    ):
+        manifest, _ = image(http, "gc/kept")
+        loose = push_blob(http, "gc/loose", os.urandom(1000))
+        assert http.post("/v2/gc/loose/blobs/uploads/").status_code == 202
+    storage = ("--storage", f"s3://{bucket}", "--s3-endpoint", rgw.endpoint)
+    sweep = ("registry", "gc", *storage, "--grace-period", "0", "--upload-expiry", "0", "--json")
+    report = mdl(*sweep).json()
+    assert report["blobs"] == [loose]
+    assert report["uploads_removed"] == 1
+    assert report["blobs_kept"] == 4  # config, two layers, the manifest
+    with (
+        rgw.serve(bucket, tmp_path / "root") as server,
+        httpx.Client(base_url=server.url, timeout=60) as http,
+    ):
+        assert http.get(f"/v2/gc/kept/manifests/{manifest}").status_code == 200
+        assert http.head(f"/v2/gc/loose/blobs/{loose}").status_code == 404
 
 
 @pytest.mark.parametrize(
