@@ -22,9 +22,10 @@ def tag_for(subject: Digest) -> str:
     return f"{subject.algorithm}-{subject.hex}"
 
 
-def list_referrers(repo: RemoteRepository, subject: Digest) -> list[Descriptor]:
-    """The referrers the registry lists for ``subject`` (the API's answer, or the tag index)."""
-    listed = repo.referrers_api(subject)
+def list_referrers(repo: RemoteRepository, subject: Digest, most: int) -> list[Descriptor]:
+    """The referrers the registry lists for ``subject`` (the API's answer, or the tag index);
+    more than ``most`` when it lists more."""
+    listed = repo.referrers_api(subject, most)
     return list(_tag_index(repo, subject).manifests) if listed is None else listed
 
 
@@ -37,7 +38,7 @@ class Lister:
         self.listed = 0
 
     def __call__(self, subject: Digest) -> list[Descriptor]:
-        found = list_referrers(self.repo, subject)
+        found = list_referrers(self.repo, subject, MAX_REFERRERS - self.listed)
         self.listed += len(found)
         if self.listed > MAX_REFERRERS:
             raise RemoteError(f"{self.repo}: more than {MAX_REFERRERS} referrers of {subject}")

@@ -99,21 +99,27 @@ class RemoteRepository:
         subject: str | None = response.headers.get("OCI-Subject")
         return subject
 
-    def referrers_api(self, subject: Digest) -> list[Descriptor] | None:
-        """What the referrers API lists for ``subject``; None when the registry has no such
-        API (it answers 404, as distribution 2.8 does)."""
+    def referrers_api(self, subject: Digest, most: int) -> list[Descriptor] | None:
+        """What the referrers API lists for ``subject``, page after page (``Link: <…>;
+        rel="next"``) until a page lists nothing more or more than ``most`` are listed; None
+        when the registry has no such API (it answers 404, as distribution 2.8 does)."""
         what = f"{self} referrers of {subject}"
-        try:
-            response = self.connection.request(
-                "GET",
-                self._path("referrers", str(subject)),
-                headers={"Accept": mt.OCI_INDEX},
-                what=what,
-                limit=MANIFEST_BYTES,
-            )
-        except NotFound:
-            return None
-        return _index_entries(response.content, what)
+        url: str | None = self._path("referrers", str(subject))
+        entries: list[Descriptor] = []
+        while url is not None and len(entries) <= most:
+            try:
+                response = self.connection.request(
+                    "GET", url, headers={"Accept": mt.OCI_INDEX}, what=what, limit=MANIFEST_BYTES
+                )
+            except NotFound:
+                if entries:
+                    raise
+                return None
+            page = _index_entries(response.content, what)
+            entries += page
+            following = response.links.get("next", {}).get("url")
+            url = str(response.url.join(following)) if page and following else None
+        return entries
 
     # -- blobs -----------------------------------------------------------------------------
 

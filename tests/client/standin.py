@@ -9,8 +9,8 @@ back as ``text/plain``.
 Hostile habits too: the registry can ask for basic or bearer credentials and the storage host for
 a bearer token of its own (both hosts serve ``/token`` and record what they were sent); the
 registry can send a huge manifest or a huge error body, an error message or a layer's file name
-with escape sequences in it, or a referrers listing without end; and it can speak TLS while the
-storage host speaks plain HTTP.
+with escape sequences in it, or a referrers listing without end (or in pages); and it can
+speak TLS while the storage host speaks plain HTTP.
 """
 
 from __future__ import annotations
@@ -94,6 +94,11 @@ class Quirks:
     """How many (made-up) signature manifests the referrers API lists for every subject."""
     listed_gets: int = 0
     """Requests for one of those made-up manifests."""
+    page_referrers: bool = False
+    """The registry has a referrers API: it answers from distribution's referrers tag index,
+    one entry per page, each page linking to the next (``Link: <…>; rel="next"``)."""
+    pages: int = 0
+    """Pages of referrers served."""
 
 
 def _free_port() -> int:
@@ -121,6 +126,7 @@ _OPTIONS = (
     "layer_title",
     "config_size",
     "referrers",
+    "page_referrers",
 )
 _RECORDS = (
     "storage_headers",
@@ -133,6 +139,7 @@ _RECORDS = (
     "token_requests",
     "streamed",
     "listed_gets",
+    "pages",
 )
 
 
@@ -256,6 +263,8 @@ def _apps(
                 {"schemaVersion": 2, "mediaType": _OCI_INDEX, "manifests": made_up},
                 media_type=_OCI_INDEX,
             )
+        if quirks.page_referrers and "/referrers/" in path:
+            return await referrers_page(request, path)
         if any(path.endswith(entry["digest"]) for entry in made_up):
             quirks.listed_gets += 1
         manifest = "/manifests/" in path and request.method in ("GET", "HEAD")
@@ -270,6 +279,18 @@ def _apps(
             if quirks.layer_title or quirks.config_size:
                 return await alter(request, path)
         return await forward(request, path, "text/plain" if manifest and quirks.ollama else None)
+
+    async def referrers_page(request: Request, path: str) -> Response:
+        name, _, digest = path.removeprefix("/v2/").partition("/referrers/")
+        tag = digest.replace(":", "-")
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+        index = await client.get(f"/v2/{name}/manifests/{tag}", headers=headers)
+        entries = index.json()["manifests"] if index.status_code == 200 else []
+        page = int(request.query_params.get("page", "0"))
+        link = {"Link": f'<{path}?page={page + 1}>; rel="next"'} if page + 1 < len(entries) else {}
+        quirks.pages += 1
+        doc = {"schemaVersion": 2, "mediaType": _OCI_INDEX, "manifests": entries[page : page + 1]}
+        return JSONResponse(doc, headers=link, media_type=_OCI_INDEX)
 
     async def stall_halfway(request: Request, path: str) -> Response:
         headers = {k: v for k, v in request.headers.items() if k.lower() == "range"}

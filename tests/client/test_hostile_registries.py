@@ -265,3 +265,24 @@ def test_a_referrers_listing_without_end_is_refused_before_it_is_followed(
             assert failed.code == 1, args
             assert failed.err.count("\n") == 1 and "more than 1024 referrers" in failed.err
     assert quirks.listed_gets == 0
+
+
+def test_a_referrers_listing_in_pages_is_read_to_its_end(
+    mdl: MdlRunner, tiny_model: str, distribution: Registry, tmp_path: Path
+) -> None:
+    key = tmp_path / "alice"
+    mdl("key", "generate", "--out", str(key))
+    signed = {
+        mdl("sign", "tiny", "--key", f"{key}.key", "--format", fmt, "--json").json()["digest"]
+        for fmt in ("model-signing", "cosign")
+    }
+    ref = "quirks/paged:1"
+    mdl("push", "tiny", f"{distribution.host}/{ref}")
+    quirks = Quirks(page_referrers=True)
+    with standin(distribution.host, quirks) as host:
+        env = _env(tmp_path, None)
+        args = ["--remote", "--key", f"{key}.pub", "--json"]
+        remote = mdl("verify", f"{host}/{ref}", *args, env=env).json()
+        assert {v["signature"] for v in remote["verified"]} == signed
+        assert mdl("pull", f"{host}/{ref}", "--json", env=env).json()["referrers"] == 2
+    assert quirks.pages >= 4  # two pages for each of the two listings
