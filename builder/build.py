@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +76,10 @@ class BuildResult:
     tags: tuple[Reference, ...]
     bytes_copied: int
     quantized: Quantized | None = None
+    sources: Mapping[str, Digest] = field(default_factory=dict)
+    """Each GGUF the Modelfile named (``FROM ./x.gguf``, ``ADAPTER …``) and its digest."""
+    base: Digest | None = None
+    """The manifest of the stored model the Modelfile started FROM, if it named one."""
 
 
 def build_model(
@@ -112,7 +116,15 @@ def build_model(
             writer.publish()
         for ref in tags:
             store.tag(desc, ref)
-    return BuildResult(desc, manifest, config, tuple(tags), writer.bytes_copied, writer.quantized)
+    named = {
+        f"{i.command.upper()} {i.value}": writer.sources[i.line]
+        for i in modelfile.instructions
+        if i.command in ("from", "adapter", "draft") and i.line in writer.sources
+    }
+    return BuildResult(
+        desc, manifest, config, tuple(tags), writer.bytes_copied, writer.quantized, named,
+        recipe.base,
+    )  # fmt: skip
 
 
 def _write_layers(writer: _Writer, recipe: Recipe, weights: Descriptor) -> list[Descriptor]:
@@ -176,6 +188,8 @@ class _Writer:
         self.bytes_copied = 0
         self.quantized: Quantized | None = None
         self.home = store.root.parent
+        self.sources: dict[int, Digest] = {}
+        """Modelfile line -> digest of the source file that line named (provenance)."""
 
     def stage_gguf(self, source: GGUFSource, filepath: str | None) -> Descriptor:
         """Stage a GGUF file; ``filepath`` None names it after its digest (an adapter), so the
@@ -183,10 +197,11 @@ class _Writer:
         stat = source.path.stat()  # before reading: what the file cache will remember
         size = stat.st_size
         digest = source.digest or filecache.lookup(self.home, source.path, stat)
-        if digest and self.store.has_blob(digest):
-            return _weight(digest, size, filepath)
-        digest, size = self._ingest_file(source.path, filepath or "adapter", size)
-        filecache.remember(self.home, source.path, digest, stat)
+        if not (digest and self.store.has_blob(digest)):
+            digest, size = self._ingest_file(source.path, filepath or "adapter", size)
+            filecache.remember(self.home, source.path, digest, stat)
+        if source.line:
+            self.sources[source.line] = digest
         return _weight(digest, size, filepath)
 
     def stage_quantized(
@@ -197,6 +212,8 @@ class _Writer:
         The header is read back from the file as written, so the config tells what it holds.
         """
         origin = self._source_digest(source)
+        if source.line:
+            self.sources[source.line] = origin
         key = quantize.cache_key(origin, qtype, quantizer)
         cached = filecache.lookup_derived(self.home, key)
         if cached and self.store.has_blob(cached):

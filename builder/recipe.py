@@ -39,6 +39,8 @@ class Recipe:
     licenses: tuple[str, ...] = ()
     extras: dict[str, str] = field(default_factory=dict)
     """REQUIRES, RENDERER and PARSER: kept in the Modelfile layer."""
+    base: Digest | None = None
+    """The manifest of the stored model FROM named, when it named one."""
 
     def params_json(self) -> bytes | None:
         """The params layer, or None when there are no parameters (Ollama writes none then)."""
@@ -84,7 +86,10 @@ def recipe_for(store: Store, modelfile: Modelfile, context: Path) -> Recipe:
     path = modelfile.path
     base_line = modelfile.from_.line
     base = resolve_base(store, modelfile.from_.value, context=context, path=path, line=base_line)
-    recipe = _inherit(base, path) if isinstance(base, StoredModel) else Recipe(path, base)
+    if isinstance(base, StoredModel):
+        recipe = replace(_inherit(base, path), base=base.descriptor.digest)
+    else:
+        recipe = Recipe(path, base)
     if recipe.weights.info.is_adapter:
         raise ModelfileError(path, base_line, "FROM names a LoRA adapter, not a model")
     return _check_template(_apply(store, recipe, modelfile, context))

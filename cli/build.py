@@ -6,6 +6,7 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -14,6 +15,13 @@ from mdl.spec.errors import BuildError, ModelfileError
 from mdl.spec.modelfile import decode_modelfile, parse_modelfile
 from mdl.spec.reference import Reference
 from mdl.store.store import Store
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from mdl.builder.attest import Attached
+    from mdl.builder.build import BuildOptions, BuildResult
+    from mdl.spec.modelfile import Modelfile
 
 
 def register(app: typer.Typer) -> None:
@@ -46,6 +54,19 @@ def build(
         "q2_K, q3_K_S, q3_K_M, q3_K_L, q4_K_S, q4_K_M, q5_K_S, q5_K_M, q6_K, f16 or bf16 "
         "(K-quants need rows that are multiples of 256). A rebuild reuses the result.",
     ),
+    provenance: bool = typer.Option(
+        False, "--provenance", help="Attach an in-toto SLSA provenance v1 statement (a referrer)."
+    ),
+    sbom: bool = typer.Option(
+        False, "--sbom", help="Attach a CycloneDX 1.6 ML-BOM of the model (a referrer)."
+    ),
+    sign_key: Path | None = typer.Option(
+        None,
+        "--sign",
+        metavar="KEY",
+        help="Sign the model (OpenSSF model-signing) and each attestation (cosign) with this "
+        "private key; MDL_KEY_PASSPHRASE unlocks an encrypted one.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print digest, size and layers as JSON."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only the digest."),
     push: bool = typer.Option(
@@ -72,8 +93,10 @@ def build(
     for instruction in modelfile.deprecated_parameters:
         console.warning(f"{file}:{instruction.line}: parameter {instruction.key} is ignored")
     options = BuildOptions(created=_created(timestamp), labels=_labels(labels), quantize=quantize)
+    key = _signing_key(sign_key) if sign_key else None
     with console.progress(enabled=not (quiet or as_json)) as progress:
         result = build_model(Store.open(), modelfile, context, refs, options, progress)
+    attached = _attest(result, modelfile, options, provenance, sbom, key)
     if iidfile:
         iidfile.write_text(str(result.descriptor.digest))
     pushed = _push(refs, insecure, quiet or as_json) if push else []
@@ -81,14 +104,48 @@ def build(
         console.line(str(result.descriptor.digest))
         return
     console.result(
-        {**build_json(result), "pushed": pushed},
+        {
+            **build_json(result),
+            "attached": [{"kind": a.kind, "digest": str(a.digest)} for a in attached],
+            "pushed": pushed,
+        },
         as_json,
         lambda: console.lines(
             [f"built {result.descriptor.digest}"]
             + [f"tagged {t}" for t in result.tags]
+            + [f"attached {a.kind} {a.digest}" for a in attached]
             + [f"pushed {p['reference']}" for p in pushed]
         ),
     )
+
+
+def _signing_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    from mdl.spec import sigstore
+
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise BuildError(f"--sign {path}: {exc.strerror}") from None
+    passphrase = os.environ.get("MDL_KEY_PASSPHRASE", "").encode() or None
+    return sigstore.load_private_key(pem, passphrase)
+
+
+def _attest(
+    result: BuildResult,
+    modelfile: Modelfile,
+    options: BuildOptions,
+    provenance: bool,
+    sbom: bool,
+    key: ec.EllipticCurvePrivateKey | None,
+) -> list[Attached]:
+    if not (provenance or sbom or key):
+        return []
+    from mdl.builder.attest import attach, facts_of
+
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    store = Store.open()
+    facts = facts_of(store, result, modelfile, options.labels, int(epoch) if epoch else None)
+    return attach(store, result, facts, provenance=provenance, sbom=sbom, key=key)
 
 
 def _push(refs: list[Reference], insecure: bool, silent: bool) -> list[dict[str, object]]:

@@ -176,9 +176,7 @@ def _verify_signatures(
     console.result(
         {"digest": str(subject.digest), "remote": remote_used, "verified": rows},
         as_json,
-        lambda: console.lines(
-            f"verified: {r['predicate_type']} signature {r['signature'] or '(file)'}" for r in rows
-        ),
+        lambda: console.lines(_verified_lines(rows)),
     )
 
 

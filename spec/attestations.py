@@ -45,6 +45,8 @@ class BuildFacts:
     base: Digest | None = None
     """The manifest of the stored model the Modelfile started ``FROM``, if any."""
     adapters: Sequence[str] = ()
+    licenses: Sequence[str] = ()
+    """The model's license texts (its LICENSE files); the config's SPDX ids when empty."""
     parameters: Mapping[str, Any] = field(default_factory=dict)
     tags: Sequence[str] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -128,8 +130,8 @@ def ml_bom(facts: BuildFacts) -> dict[str, Any]:
     }
     if facts.version:
         model["version"] = facts.version
-    if config.licenses:
-        model["licenses"] = [{"license": {"name": _license_name(text)}} for text in config.licenses]
+    if licenses := (facts.licenses or config.licenses):
+        model["licenses"] = [{"license": {"name": _license_name(text)}} for text in licenses]
     if facts.base is not None:
         model["pedigree"] = {
             "ancestors": [

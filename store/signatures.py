@@ -81,12 +81,18 @@ def sign(
 ) -> Descriptor:
     """Sign ``model`` (known as repository ``name``) and attach the signature; its descriptor."""
     if fmt is SignatureFormat.COSIGN:
-        statement = statements.cosign_statement(name, model.descriptor.digest)
-    else:
-        statement = statements.model_statement(
-            name, _file_digests(model.descriptor, model.manifest)
-        )
+        return sign_subject(store, model.descriptor, name, key)
+    statement = statements.model_statement(name, _file_digests(model.descriptor, model.manifest))
     return attach_bundle(store, model.descriptor, sigstore.sign_bundle(statement, key))
+
+
+def sign_subject(
+    store: Store, subject: Descriptor, name: str, key: ec.EllipticCurvePrivateKey
+) -> Descriptor:
+    """A cosign signature of any manifest in the store (a model, an SBOM, a provenance
+    statement), attached to it; its descriptor."""
+    statement = statements.cosign_statement(name, subject.digest)
+    return attach_bundle(store, subject, sigstore.sign_bundle(statement, key))
 
 
 def attach_bundle(store: Store, subject: Descriptor, bundle: bytes) -> Descriptor:
@@ -222,12 +228,12 @@ def verify_signed(signed: Signed, key: ec.EllipticCurvePublicKey) -> list[Verifi
 def _check(signed: Signed, digest: Digest | None, statement: Mapping[str, object]) -> Verified:
     predicate = str(statement.get("predicateType"))
     subject = signed.descriptor.digest
-    files = _file_digests(signed.descriptor, signed.manifest)
     if predicate == statements.COSIGN_SIGN_PREDICATE:
         named = statements.signed_manifest(statement)
         if named != subject:
             raise SignatureError(f"{subject}: signed is manifest {named}")
-        return Verified(digest, predicate, tuple(sorted(files)))
+        return Verified(digest, predicate, tuple(sorted(ModelFiles.of(signed.manifest).files)))
+    files = _file_digests(signed.descriptor, signed.manifest)
     covered, unsigned = statements.match_files(files, statements.signed_files(statement))
     if unsigned and digest is not None:
         raise SignatureError(f"{', '.join(unsigned)}: not covered by signature {digest}")
