@@ -202,27 +202,33 @@ def signed_in_store(store: Store, model: StoredModel) -> Signed:
 def verify_signed(signed: Signed, key: ec.EllipticCurvePublicKey) -> list[Verified]:
     """Every bundle of ``signed`` that verifies with ``key`` and matches the manifest.
 
-    Raises SignatureError when none does, or at once when one verifies with the key but
-    vouches for other content (the model or its manifest was changed after signing).
+    Raises SignatureError when none does. A bundle signed with the key but vouching for other
+    content (the model was changed after signing, or a signature of another model was attached
+    to this one) is named in that error; it does not hide a genuine signature beside it, so
+    whoever can attach referrers cannot make a good model fail.
     """
     subject = signed.descriptor.digest
     if not signed.bundles:
         raise SignatureError(f"{subject}: the model has no signature")
-    verified, refused = [], []
+    verified, refused, mismatched = [], [], []
     for digest, bundle in signed.bundles:
         try:
             statement = sigstore.open_bundle(bundle, key)
         except SignatureError as exc:
             refused.append(str(exc))
             continue
-        verified.append(_check(signed, digest, statement))
-    if not verified:
-        reasons = "; ".join(sorted(set(refused)))
-        raise SignatureError(
-            f"{subject}: no signature verifies with this key "
-            f"({len(signed.bundles)} checked: {reasons})"
-        )
-    return verified
+        try:
+            verified.append(_check(signed, digest, statement))
+        except SignatureError as exc:
+            mismatched.append(str(exc))
+    if verified:
+        return verified
+    if mismatched:
+        raise SignatureError(mismatched[0])
+    reasons = "; ".join(sorted(set(refused)))
+    raise SignatureError(
+        f"{subject}: no signature verifies with this key ({len(signed.bundles)} checked: {reasons})"
+    )
 
 
 def _check(signed: Signed, digest: Digest | None, statement: Mapping[str, object]) -> Verified:

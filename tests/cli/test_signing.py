@@ -266,3 +266,19 @@ def test_policy_enforcement_on_a_stored_model(
         enforce(store, load_model(store, ref), ref, load_policy(policy_file))
     with pytest.raises(SignatureError, match="no such policy file"):
         load_policy(tmp_path / "missing.json")
+
+
+def test_a_foreign_signature_beside_a_genuine_one_does_not_fail_the_model(
+    mdl: MdlRunner, mdl_home: Path, tiny: str, models_dir: Path, keys: tuple[Path, Path],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    private, public = keys
+    (tmp_path / "Other").write_text(f'FROM {models_dir / "tiny.gguf"}\nSYSTEM "Other."\n')
+    mdl("build", "-f", str(tmp_path / "Other"), "-t", "other:1")
+    foreign = tmp_path / "foreign.sig"
+    mdl("sign", "other:1", "--key", str(private), "--output", str(foreign))
+    genuine = mdl("sign", tiny, "--key", str(private), "--json").json()
+    store = Store(mdl_home / "store")
+    attach_bundle(store, load_model(store, Reference.parse(tiny)).descriptor, foreign.read_bytes())
+    run = mdl("verify", tiny, "--key", str(public), "--json").json()
+    assert [v["signature"] for v in run["verified"]] == [genuine["digest"]]
