@@ -24,6 +24,7 @@ import build_bench
 import quantize_bench
 import registry_bench
 import serve_bench
+import sign_bench
 import transfer_bench
 from common import FamilyResult, Options, machine_info
 
@@ -33,6 +34,7 @@ FAMILIES: dict[str, Callable[[Options], FamilyResult]] = {
     transfer_bench.NAME: transfer_bench.run,
     registry_bench.NAME: registry_bench.run,
     serve_bench.NAME: serve_bench.run,
+    sign_bench.NAME: sign_bench.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
