@@ -23,7 +23,7 @@ import io
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit
 
 from mdl.registry.storage.driver import PathNotFound, Stat, check_key
@@ -32,7 +32,6 @@ from mdl.registry.storage.s3_client import MTIME, S3Client, mtime_metadata, stor
 from mdl.registry.storage.s3_lock import s3_lock
 from mdl.spec.errors import StoreError
 
-READ_BUFFER = 1024 * 1024
 COPY_PART = 1024 * 1024 * 1024
 """Objects larger than this are copied part by part (one CopyObject stops at 5 GiB)."""
 PRESIGN_SECONDS = 600
@@ -165,8 +164,7 @@ class S3Driver:
 
     def open(self, key: str) -> BinaryIO:
         size = self.stat(key).size
-        raw = _RangedReader(self, self._key(key), size)
-        return io.BufferedReader(raw, buffer_size=READ_BUFFER)
+        return cast(BinaryIO, _RangedReader(self, self._key(key), size))
 
     def local_path(self, key: str) -> Path | None:
         return None
@@ -235,7 +233,8 @@ class S3Driver:
 
 
 class _RangedReader(io.RawIOBase):
-    """An object's bytes from ``offset`` on, one streamed GET per seek."""
+    """An object's bytes from the current offset on, one streamed GET per seek; ``read`` hands
+    out the body's own bytes (no buffer in between: the callers read large pieces)."""
 
     def __init__(self, driver: S3Driver, key: str, size: int) -> None:
         self._driver, self._key, self._size = driver, key, size
@@ -259,9 +258,10 @@ class _RangedReader(io.RawIOBase):
             self._offset = target
         return self._offset
 
-    def readinto(self, buffer: Any) -> int:
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (all that is left for -1) straight from the response body."""
         if self._offset >= self._size:
-            return 0
+            return b""
         if self._body is None:
             self._body = self._driver.client.call(
                 "get_object",
@@ -270,11 +270,18 @@ class _RangedReader(io.RawIOBase):
                 Range=f"bytes={self._offset}-",
             )["Body"]
         try:
-            data = self._body.read(len(buffer))
+            data: bytes = self._body.read(None if size < 0 else size)
         except Exception as exc:
             raise store_error("get_object", exc) from exc
-        buffer[: len(data)] = data
         self._offset += len(data)
+        return data
+
+    def readall(self) -> bytes:
+        return self.read()
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
         return len(data)
 
     def close(self) -> None:

@@ -154,8 +154,8 @@ class S3Appender:
                 "create_multipart_upload", Bucket=driver.bucket, Key=full, Metadata=mtime_metadata()
             )["UploadId"]
             self._started_upload = True
-        number, body, upload = len(self._parts) + 1, bytes(self._buffer), self._upload
-        self._buffer = bytearray()
+        number, body, upload = len(self._parts) + 1, self._buffer, self._upload
+        self._buffer = bytearray()  # the full one is handed over, not copied
         self._parts.append((number, "", len(body)))
 
         def send() -> str:
