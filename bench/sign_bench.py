@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 from build_bench import write_gguf
@@ -65,9 +66,15 @@ def run(options: Options) -> FamilyResult:
         options.repeat,
         before_each=lambda: warm_page_cache(exported / "model.gguf"),
     )
+    startup = Timing("mdl --version (start-up alone)")
+    for _ in range(options.repeat):
+        startup.samples.append(time_subprocess([mdl, "--version"], env=env)[0])
+    work = _in_process(options.workdir / "home", key)
     checks = (
         Check("mdl sign", sign.median, "s", f"< {LIMIT_S:g} s", sign.median < LIMIT_S),
         Check("mdl verify", verify.median, "s", f"< {LIMIT_S:g} s", verify.median < LIMIT_S),
+        Check("mdl start-up (--version)", startup.median, "s", "info", None),
+        Check("sign + verify in process", work, "s", "info", None),
         ratio_check("mdl sign / model_signing sign", sign.median / reference.median, None),
     )
     notes = (
@@ -76,4 +83,22 @@ def run(options: Options) -> FamilyResult:
         "each contender is a whole process; the exported copy is read into the page cache "
         "before every run, so model_signing hashes from memory",
     )
-    return FamilyResult(NAME, "mdl sign / verify", notes, (sign, verify, reference), checks)
+    timings = (sign, verify, reference, startup)
+    return FamilyResult(NAME, "mdl sign / verify", notes, timings, checks)
+
+
+def _in_process(home: Path, key: Path) -> float:
+    """One sign and one verify through the library, without the interpreter's start-up."""
+    from mdl.spec import sigstore
+    from mdl.spec.reference import Reference
+    from mdl.store.models import load_model
+    from mdl.store.signatures import sign, verify
+    from mdl.store.store import Store
+
+    private = sigstore.load_private_key(Path(f"{key}.key").read_bytes())
+    start = time.perf_counter()
+    store = Store(home / "store")
+    model = load_model(store, Reference.parse("bench:1"))
+    sign(store, model, "bench", private)
+    verify(store, model, private.public_key())
+    return time.perf_counter() - start
