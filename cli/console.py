@@ -13,12 +13,21 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+@cache
+def stderr() -> Console:
+    """The console for progress and coloured messages on a terminal; rich is imported on first
+    use, since it costs every command about 30 ms."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
 
 ProgressCallback = Callable[[str, int, int], None]
 """(label, bytes just done, total bytes) — what long work reports as it goes."""
@@ -54,7 +63,7 @@ def result(obj: Any, as_json: bool, text: Callable[[], None]) -> None:
 
 
 def line(message: str) -> None:
-    out.print(printable(message, lines=True), markup=False)
+    sys.stdout.write(printable(message, lines=True) + "\n")
 
 
 def lines(messages: Iterable[str]) -> None:
@@ -63,15 +72,20 @@ def lines(messages: Iterable[str]) -> None:
 
 
 def warning(message: str) -> None:
-    err.print(
-        f"Warning: {printable(message)}", markup=False, style="yellow" if err.is_terminal else None
-    )
+    _to_stderr(f"Warning: {printable(message)}", "yellow")
 
 
 def error(message: str) -> None:
-    err.print(
-        f"Error: {printable(message)}", markup=False, style="red" if err.is_terminal else None
-    )
+    _to_stderr(f"Error: {printable(message)}", "red")
+
+
+def _to_stderr(text: str, colour: str) -> None:
+    """Coloured on a terminal (through rich), plain elsewhere (without importing rich)."""
+    if sys.stderr.isatty():
+        stderr().print(text, markup=False, style=colour)
+    else:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
 
 
 @contextmanager
@@ -82,7 +96,7 @@ def progress(enabled: bool = True) -> Iterator[ProgressCallback]:
     if not enabled:
         yield lambda label, done, total: None
         return
-    if not err.is_terminal:
+    if not stderr().is_terminal:
         yield _plain_progress()
         return
     from rich.progress import (
@@ -100,7 +114,7 @@ def progress(enabled: bool = True) -> Iterator[ProgressCallback]:
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=err,
+        console=stderr(),
         transient=True,
     )
     tasks: dict[str, Any] = {}
@@ -128,7 +142,7 @@ def _plain_progress() -> ProgressCallback:
             seen[label] = before + done
             finished = before < total <= seen[label]
         if finished:
-            err.print(
+            stderr().print(
                 f"{printable(label)}: {human_size(total)} done", markup=False, highlight=False
             )
 

@@ -104,7 +104,7 @@ def _answer(
     sys.stdout.write("\n")
     if verbose and last.get("eval_duration"):
         rate = last["eval_count"] / (last["eval_duration"] / 1e9)
-        console.err.print(
+        console.stderr().print(
             f"total {last['total_duration'] / 1e9:.3f}s · load {last['load_duration'] / 1e9:.3f}s"
             f" · prompt {last['prompt_eval_count']} tokens"
             f" · answer {last['eval_count']} tokens at {rate:.1f} tokens/s",
