@@ -73,30 +73,10 @@ def write_tiny_llama(
     """Write a ~0.5 MB llama GGUF (F32, 2 layers, n_embd 64) with random weights from ``seed``."""
     path = Path(path)
     rng = np.random.default_rng(seed)
-    tokens, scores, types = vocab()
+    tokens, _, types = vocab()
     n_vocab = len(tokens)
 
-    w = gguf.GGUFWriter(path, "llama")
-    w.add_name(name)
-    w.add_file_type(gguf.LlamaFileType.ALL_F32)
-    w.add_context_length(ctx)
-    w.add_embedding_length(N_EMBD)
-    w.add_block_count(N_LAYER)
-    w.add_feed_forward_length(N_FF)
-    w.add_head_count(N_HEAD)
-    w.add_head_count_kv(N_HEAD)
-    w.add_rope_dimension_count(N_EMBD // N_HEAD)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_vocab_size(n_vocab)
-    w.add_tokenizer_model("llama")
-    w.add_token_list(tokens)
-    w.add_token_scores(scores)
-    w.add_token_types(types)
-    w.add_unk_token_id(0)
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    w.add_add_bos_token(True)
-    w.add_add_eos_token(False)
+    w = _llama_writer(path, name, gguf.LlamaFileType.ALL_F32, ctx, N_EMBD, N_FF)
     if chat_template is not None:
         w.add_chat_template(chat_template)
 
@@ -280,7 +260,7 @@ def write_wide_llama(
     and matrices stored as F32, F16 or BF16 (norms stay F32, as converters write them)."""
     path = Path(path)
     rng = np.random.default_rng(seed)
-    tokens, scores, types = vocab()
+    tokens, _, types = vocab()
     n_vocab = len(tokens)
     file_type = {
         "f32": gguf.LlamaFileType.ALL_F32,
@@ -297,27 +277,7 @@ def write_wide_llama(
         else:
             w.add_tensor(name, values)
 
-    w = gguf.GGUFWriter(path, "llama")
-    w.add_name(name)
-    w.add_file_type(file_type)
-    w.add_context_length(512)
-    w.add_embedding_length(n_embd)
-    w.add_block_count(N_LAYER)
-    w.add_feed_forward_length(n_ff)
-    w.add_head_count(N_HEAD)
-    w.add_head_count_kv(N_HEAD)
-    w.add_rope_dimension_count(n_embd // N_HEAD)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_vocab_size(n_vocab)
-    w.add_tokenizer_model("llama")
-    w.add_token_list(tokens)
-    w.add_token_scores(scores)
-    w.add_token_types(types)
-    w.add_unk_token_id(0)
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    w.add_add_bos_token(True)
-    w.add_add_eos_token(False)
+    w = _llama_writer(path, name, file_type, 512, n_embd, n_ff)
     w.add_chat_template(CHATML)
 
     embd = rng.standard_normal((n_vocab, n_embd)).astype(np.float32)
@@ -347,3 +307,32 @@ def write_wide_llama(
 
     _finish(w)
     return path
+
+
+def _llama_writer(
+    path: Path, name: str, file_type: gguf.LlamaFileType, ctx: int, n_embd: int, n_ff: int
+) -> gguf.GGUFWriter:
+    """A GGUFWriter with the llama hyperparameters and the tests' SPM vocabulary written."""
+    tokens, scores, types = vocab()
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_name(name)
+    w.add_file_type(file_type)
+    w.add_context_length(ctx)
+    w.add_embedding_length(n_embd)
+    w.add_block_count(N_LAYER)
+    w.add_feed_forward_length(n_ff)
+    w.add_head_count(N_HEAD)
+    w.add_head_count_kv(N_HEAD)
+    w.add_rope_dimension_count(n_embd // N_HEAD)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_vocab_size(len(tokens))
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_unk_token_id(0)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
+    return w
