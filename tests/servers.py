@@ -5,10 +5,12 @@ stopped by its own PID; use the returned ``RunningServer`` as a context manager.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -57,6 +59,13 @@ class RunningServer:
             self._log.close()
         self.log_path.unlink(missing_ok=True)
 
+    def kill(self) -> None:
+        """SIGKILL the server and every process it started (granian's workers), as a crash of
+        its machine would: killing the parent alone leaves the workers serving the port."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
     def restart(self) -> None:
         """Stop the server and start the same command on the same port again."""
         self.stop()
@@ -95,7 +104,9 @@ def free_port() -> int:
 
 def _start(argv: list[str], port: int, scheme: str = "http") -> RunningServer:
     log = tempfile.NamedTemporaryFile(prefix="registry-", suffix=".log", delete=False)  # noqa: SIM115
-    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+    )
     server = RunningServer(process, port, log, scheme, argv)
     deadline = time.monotonic() + READY_TIMEOUT
     context = ssl.create_default_context()

@@ -104,8 +104,7 @@ def test_registry_killed_mid_push(mdl: MdlRunner, big_gguf: Path, tmp_path: Path
                 stderr=subprocess.DEVNULL,
             )
             time.sleep(chance.uniform(0.2, 1.0))
-            server.process.send_signal(signal.SIGKILL)
-            server.process.wait()
+            server.kill()
             server.restart()
             pushing.wait(timeout=180)
         assert mdl("push", "big", ref, "-q", env=source).out.strip() == digest
