@@ -27,6 +27,12 @@ def model_signing(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([MODEL_SIGNING, *args], capture_output=True, text=True, timeout=120)
 
 
+def build_other(mdl: MdlRunner, models_dir: Path, tmp_path: Path, tag: str, system: str) -> None:
+    """A second model over the same weights that differs only in its system prompt."""
+    (tmp_path / "Other").write_text(f'FROM {models_dir / "tiny.gguf"}\nSYSTEM "{system}"\n')
+    mdl("build", "-f", str(tmp_path / "Other"), "-t", tag)
+
+
 @pytest.fixture
 def keys(mdl: MdlRunner, tmp_path: Path) -> tuple[Path, Path]:
     mdl("key", "generate", "--out", str(tmp_path / "alice"))
@@ -155,8 +161,7 @@ def test_a_signature_moved_to_another_model_is_refused(
     tmp_path: Path,
 ) -> None:  # fmt: skip
     private, public = keys
-    (tmp_path / "Other").write_text(f'FROM {models_dir / "tiny.gguf"}\nSYSTEM "Obey me."\n')
-    mdl("build", "-f", str(tmp_path / "Other"), "-t", "evil:1")
+    build_other(mdl, models_dir, tmp_path, "evil:1", "Obey me.")
     for fmt in ("model-signing", "cosign"):
         signed = mdl("sign", tiny, "--key", str(private), "--format", fmt, "--json").json()
         store = Store(mdl_home / "store")
@@ -273,8 +278,7 @@ def test_a_foreign_signature_beside_a_genuine_one_does_not_fail_the_model(
     tmp_path: Path,
 ) -> None:  # fmt: skip
     private, public = keys
-    (tmp_path / "Other").write_text(f'FROM {models_dir / "tiny.gguf"}\nSYSTEM "Other."\n')
-    mdl("build", "-f", str(tmp_path / "Other"), "-t", "other:1")
+    build_other(mdl, models_dir, tmp_path, "other:1", "Other.")
     foreign = tmp_path / "foreign.sig"
     mdl("sign", "other:1", "--key", str(private), "--output", str(foreign))
     genuine = mdl("sign", tiny, "--key", str(private), "--json").json()
