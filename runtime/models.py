@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from mdl.runtime.errors import BadRequest, LoadFailed, ModelMissing
-from mdl.runtime.memory import Shape
 from mdl.runtime.messages import Message
 from mdl.runtime.options import check_options
 from mdl.runtime.templates import DEFAULT_TEMPLATE
@@ -26,7 +25,8 @@ from mdl.spec import mediatypes as mt
 from mdl.spec.descriptor import Descriptor
 from mdl.spec.digest import Digest
 from mdl.spec.errors import GGUFError, InvalidReference, MdlError, NotFound
-from mdl.spec.gguf import ArraySummary, GGUFInfo, read_gguf_file
+from mdl.spec.footprint import Shape, shape_of
+from mdl.spec.gguf import GGUFInfo, read_gguf_file
 from mdl.spec.modelpack import ANNOTATION_TEMPLATE_FORMAT
 from mdl.spec.parameters import parse_params_json
 from mdl.spec.reference import Reference
@@ -59,20 +59,8 @@ class ResolvedModel:
 
     @property
     def shape(self) -> Shape:
-        arch = self.gguf.architecture or ""
-        meta = self.gguf.metadata
         files = self.weights.stat().st_size + sum(a.stat().st_size for a in self.adapters)
-        heads = _int(meta, f"{arch}.attention.head_count", 1)
-        tokens = meta.get("tokenizer.ggml.tokens")
-        vocab = tokens.length if isinstance(tokens, ArraySummary) else 0
-        return Shape(
-            file_bytes=files,
-            layers=_int(meta, f"{arch}.block_count", 0),
-            embedding=_int(meta, f"{arch}.embedding_length", 0),
-            heads=heads,
-            kv_heads=_int(meta, f"{arch}.attention.head_count_kv", heads),
-            vocab=_int(meta, f"{arch}.vocab_size", vocab),
-        )
+        return shape_of(self.gguf, files)
 
     @property
     def pooling_mean(self) -> bool:
@@ -203,8 +191,3 @@ def _check_adapter(name: str, weights: GGUFInfo, filepath: str, path: Path) -> N
             f"{name}: {filepath} is an adapter for architecture {adapter.architecture}, "
             f"but the weights are {weights.architecture}; refusing to load it"
         )
-
-
-def _int(meta: Mapping[str, Any], key: str, default: int) -> int:
-    value = meta.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else default

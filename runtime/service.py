@@ -31,7 +31,6 @@ import anyio
 from mdl.runtime import options as opts
 from mdl.runtime.config import parse_keep_alive
 from mdl.runtime.errors import BadRequest, RunnerCrashed, RuntimeFailure, TemplateError
-from mdl.runtime.memory import estimate_bytes
 from mdl.runtime.messages import ROLES, Message, Tool, ToolCall
 from mdl.runtime.models import ModelResolver, ResolvedModel
 from mdl.runtime.runner import (
@@ -48,6 +47,7 @@ from mdl.runtime.templates import ChatTemplate, chat_template, make_template
 from mdl.runtime.templates.budget import Budget
 from mdl.runtime.tools import ToolCallParser
 from mdl.runtime.trust import check_trusted
+from mdl.spec.footprint import estimate_bytes
 from mdl.spec.modelpack import template_format
 from mdl.spec.policy import Policy
 

@@ -9,11 +9,12 @@ import pytest
 from mdl.runtime.channel import WorkerChannel, decode, encode_json, encode_token
 from mdl.runtime.config import ServeConfig, parse_host, parse_keep_alive
 from mdl.runtime.errors import BadRequest
-from mdl.runtime.memory import Shape, available_bytes, estimate_bytes
+from mdl.runtime.memory import available_bytes
 from mdl.runtime.messages import ToolCall
 from mdl.runtime.options import check_options, runner_options, sampling
 from mdl.runtime.stops import StopScanner
 from mdl.runtime.tools import ToolCallParser, parse_tool_calls
+from mdl.spec.footprint import Shape, estimate_bytes
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,62 @@
+"""How much memory a loaded model takes: pure arithmetic over a GGUF header.
+
+The estimate is the GGUF files (mapped, so resident once touched) plus the KV cache at the
+context length (f16 keys and values per layer) plus llama.cpp's compute buffer, which grows with
+the batch and the vocabulary. It errs high rather than low: the scheduler uses it to decide
+what to evict, and an eviction too many costs a reload while one too few costs an OOM kill.
+It lives in spec/ because the builder records it in variant annotations and the runtime
+schedules by it: both must give the same number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mdl.spec.gguf import ArraySummary, GGUFInfo
+
+_F16 = 2
+_F32 = 4
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The numbers of a model's GGUF header that size its buffers."""
+
+    file_bytes: int
+    layers: int = 0
+    embedding: int = 0
+    heads: int = 1
+    kv_heads: int = 1
+    vocab: int = 0
+
+
+def shape_of(info: GGUFInfo, file_bytes: int) -> Shape:
+    """The shape of a model whose weights have header ``info`` and whose files (weights plus
+    adapters) take ``file_bytes``."""
+    arch = info.architecture or ""
+    meta = info.metadata
+    heads = _int(meta, f"{arch}.attention.head_count", 1)
+    tokens = meta.get("tokenizer.ggml.tokens")
+    vocab = tokens.length if isinstance(tokens, ArraySummary) else 0
+    return Shape(
+        file_bytes=file_bytes,
+        layers=_int(meta, f"{arch}.block_count", 0),
+        embedding=_int(meta, f"{arch}.embedding_length", 0),
+        heads=heads,
+        kv_heads=_int(meta, f"{arch}.attention.head_count_kv", heads),
+        vocab=_int(meta, f"{arch}.vocab_size", vocab),
+    )
+
+
+def estimate_bytes(shape: Shape, num_ctx: int, num_batch: int = 512) -> int:
+    kv_width = shape.embedding * shape.kv_heads // max(shape.heads, 1)
+    kv_cache = 2 * shape.layers * num_ctx * kv_width * _F16
+    compute = num_batch * (shape.vocab + 4 * shape.embedding) * _F32
+    return shape.file_bytes + kv_cache + compute
+
+
+def _int(meta: Mapping[str, Any], key: str, default: int) -> int:
+    value = meta.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
