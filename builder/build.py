@@ -29,6 +29,7 @@ from mdl.builder.sources import GGUFSource
 from mdl.spec import mediatypes as mt
 from mdl.spec.descriptor import Descriptor
 from mdl.spec.digest import Digest
+from mdl.spec.errors import BuildError
 from mdl.spec.gguf import GGUFInfo, read_gguf_file
 from mdl.spec.manifest import Manifest, canonical_json, encode
 from mdl.spec.modelfile import Modelfile
@@ -99,6 +100,8 @@ def build_model(
             base = modelfile.from_
             name = f"{modelfile.path}:{base.line}: FROM {base.value}"
             quantize.check_quantizable(recipe.weights.info, qtype, name)
+            if recipe.weights.shards:
+                raise BuildError(f"{name}: cannot quantize a split GGUF; merge its shards first")
         with ExitStack() as staged:
             writer = _Writer(store, staged, progress)
             if qtype:
@@ -133,7 +136,8 @@ def _write_layers(writer: _Writer, recipe: Recipe, weights: Descriptor) -> list[
         adapter = writer.stage_gguf(source, None)
         if adapter.digest not in {a.digest for a in adapters}:
             adapters.append(adapter)
-    layers = [weights, *adapters]
+    shards = [writer.stage_gguf(source, filepath) for filepath, source in recipe.shard_files()]
+    layers = [weights, *shards, *adapters]
     if recipe.projector:
         layers.append(writer.stage_gguf(recipe.projector, mt.PROJECTOR_FILE))
     draft = writer.stage_gguf(recipe.draft, mt.DRAFT_FILE) if recipe.draft else None

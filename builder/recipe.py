@@ -21,6 +21,7 @@ from mdl.spec.modelfile import Instruction, Modelfile, format_modelfile, parse_m
 from mdl.spec.modelpack import ANNOTATION_TEMPLATE_FORMAT, license_filepath, template_format
 from mdl.spec.parameters import ParamValue, go_json, params_json, parse_params_json
 from mdl.store.models import StoredModel
+from mdl.store.shards import shard_filepath, weight_shards
 from mdl.store.store import Store
 
 
@@ -55,6 +56,11 @@ class Recipe:
             for role, content in self.messages
         )
         return f"[{items}]\n".encode()
+
+    def shard_files(self) -> list[tuple[str, GGUFSource]]:
+        """A split model's shards after the first, with the file path each is stored as."""
+        count = len(self.weights.shards) + 1
+        return [(shard_filepath(no, count), s) for no, s in enumerate(self.weights.shards, 2)]
 
     def license_files(self) -> list[tuple[str, str]]:
         return [(license_filepath(i), text) for i, text in enumerate(self.licenses)]
@@ -170,6 +176,14 @@ def _inherit(model: StoredModel, path: str) -> Recipe:
     weights = source(mt.WEIGHTS_FILE)
     if weights is None:
         raise ModelfileError(path, 1, f"FROM {model.descriptor.digest}: model has no weights")
+    shards = weight_shards(model.files)[1:]
+    if shards:
+        rest = []
+        for desc in shards:
+            blob = model.store.blob_path(desc.digest)
+            rest.append(GGUFSource(blob, read_gguf_file(blob), 0, desc.digest))
+        tensors = tuple(t for s in (weights, *rest) for t in s.info.tensors)
+        weights = replace(weights, info=replace(weights.info, tensors=tensors), shards=tuple(rest))
     adapters = [source(filepath) for filepath, _ in model.files.adapters]
     template_desc = model.files.get(mt.TEMPLATE_FILE)
     params = model.text(mt.PARAMS_FILE)

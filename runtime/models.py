@@ -31,6 +31,7 @@ from mdl.spec.modelpack import ANNOTATION_TEMPLATE_FORMAT
 from mdl.spec.parameters import parse_params_json
 from mdl.spec.reference import Reference
 from mdl.store.models import StoredModel, load_model
+from mdl.store.shards import weights_path
 from mdl.store.store import Store
 
 _CACHE_SIZE = 64
@@ -129,7 +130,7 @@ def parse_name(name: str) -> Reference:
 
 
 def _read(stored: StoredModel, name: str) -> ResolvedModel:
-    weights = stored.path(mt.WEIGHTS_FILE)
+    weights = weights_path(stored)
     if weights is None:
         raise LoadFailed(f"{name}: the model has no {mt.WEIGHTS_FILE} layer to run")
     try:

@@ -15,6 +15,8 @@
     ├── cache/files/<sha256(path)>  digest of a source file by (size, mtime, inode): builds skip
     │                               re-hashing an unchanged GGUF
     ├── cache/derived/<sha256(key)> digest of a quantized GGUF by (source digest, type, quantizer)
+├── shards/<manifest hex>/      symlinks named <prefix>-0000N-of-0000M.gguf to the blobs of a
+│                               split GGUF, so llama.cpp finds every shard by name
     └── policy.json                 the trust policy pull and serve enforce (MDL_POLICY moves it)
 """
 
@@ -78,6 +80,11 @@ def store_lock(root: Path) -> Path:
 
 def index_lock(root: Path) -> Path:
     return root / ".index.lock"
+
+
+def shard_links(mdl_home: Path, manifest: Digest) -> Path:
+    """The directory where a split model's shards appear under their shard file names."""
+    return mdl_home / "shards" / manifest.hex
 
 
 def policy_file(mdl_home: Path) -> Path:

@@ -336,3 +336,27 @@ def _llama_writer(
     w.add_add_bos_token(True)
     w.add_add_eos_token(False)
     return w
+
+
+def write_split_gguf(source: Path, first: Path, max_tensors: int) -> list[Path]:
+    """Rewrite the GGUF ``source`` as a split GGUF, as llama.cpp's ``gguf-split`` does: shards
+    ``<first stem>-0000N-of-0000M.gguf`` beside ``first``, ``max_tensors`` tensors each, every
+    shard with ``split.no``/``split.count``/``split.tensors.count``, the metadata in the first.
+    Returns the shard paths in order."""
+    reader = gguf.GGUFReader(source)
+    arch = reader.get_field(gguf.Keys.General.ARCHITECTURE)
+    assert arch is not None
+    w = gguf.GGUFWriter(first, str(arch.contents()), split_max_tensors=max_tensors)
+    for name, field in reader.fields.items():
+        if name.startswith("GGUF.") or name == gguf.Keys.General.ARCHITECTURE:
+            continue
+        kind = field.types[0]
+        sub = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
+        w.add_key_value(name, field.contents(), kind, sub_type=sub)
+    for tensor in reader.tensors:
+        w.add_tensor(tensor.name, np.array(tensor.data), raw_dtype=tensor.tensor_type)
+    _finish(w)
+    count = len(w.tensors)
+    return [
+        first.with_name(f"{first.stem}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)
+    ]
