@@ -186,12 +186,21 @@ def prune(
 def export(
     ref: str = typer.Argument(..., help="The model reference."),
     directory: Path = typer.Argument(..., metavar="DIR", help="Where to write the files."),
+    kinds: str | None = typer.Option(
+        None,
+        "--filter",
+        metavar="KINDS",
+        help="Only these kinds of files, comma-separated: model, adapter, projector, draft, "
+        "template, system, params, messages, license, modelfile, other.",
+    ),
     as_json: bool = JSON,
 ) -> None:
     from mdl.builder.export import export_model
+    from mdl.builder.kinds import parse_kinds
 
+    wanted = parse_kinds(kinds) if kinds is not None else None
     model = load_model(Store.open(), Reference.parse(ref))
-    written = export_model(model, directory)
+    written = export_model(model, directory, wanted)
     console.result(
         {"directory": str(directory), "files": [str(p) for p in written]},
         as_json,

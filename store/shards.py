@@ -44,6 +44,17 @@ def shard_filepath(no: int, count: int) -> str:
     return mt.WEIGHTS_FILE if no == 1 else shard_name(_STEM, no, count)
 
 
+def is_weights_file(filepath: str) -> bool:
+    """``model.gguf`` or one of its shards (``model-0000N-of-0000M.gguf``)."""
+    parsed = parse_shard_name(filepath)
+    return filepath == mt.WEIGHTS_FILE or (parsed is not None and parsed[0] == _STEM)
+
+
+def loadable_name(no: int, count: int) -> str:
+    """The name shard ``no`` of a split model must have for llama.cpp to load the set."""
+    return shard_name(_STEM, no, count)
+
+
 def weight_shards(files: ModelFiles) -> list[Descriptor]:
     """The weights' layers in shard order: ``[model.gguf]`` for a model in one file."""
     first = files.get(mt.WEIGHTS_FILE)
@@ -76,7 +87,7 @@ def weights_path(model: StoredModel) -> Path | None:
     count = len(shards)
     home = model.store.root.parent
     directory = layout.shard_links(home, model.descriptor.digest)
-    names = [shard_name(_STEM, no, count) for no in range(1, count + 1)]
+    names = [loadable_name(no, count) for no in range(1, count + 1)]
     if not all((directory / name).exists() for name in names):
         _link(directory, names, [model.store.blob_path(d.digest) for d in shards])
     return directory / names[0]
