@@ -85,7 +85,12 @@ class Diff:
                 "added": [la.to_json() for la in self.added],
                 "removed": [la.to_json() for la in self.removed],
                 "changed": [
-                    {"kind": a.kind, "filepath": a.filepath, "a": _short(a), "b": _short(b)}
+                    {
+                        "kind": a.kind,
+                        "filepath": a.filepath,
+                        "a": {"digest": a.digest, "size": a.size},
+                        "b": {"digest": b.digest, "size": b.size},
+                    }
                     for a, b in self.changed
                 ],
             },

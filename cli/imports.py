@@ -33,7 +33,11 @@ def register(app: typer.Typer) -> None:
     )(diff)
 
 
-@importing.command("ollama")
+@importing.command(
+    "ollama",
+    help="Import every model of a local Ollama store under its own name, over the same blobs "
+    "(hard links where the file system allows, else copies; every digest verified).",
+)
 def ollama(
     directory: Path | None = typer.Argument(
         None,
@@ -43,8 +47,6 @@ def ollama(
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be imported."),
     as_json: bool = JSON,
 ) -> None:
-    """Every model in a local Ollama store becomes an mdl model with the same name, over the
-    same blobs (hard links where the file system allows, else copies; every digest verified)."""
     from mdl.builder.ollama_import import default_dir, import_store
 
     source = directory or default_dir()
