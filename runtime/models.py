@@ -31,7 +31,7 @@ from mdl.spec.modelpack import ANNOTATION_TEMPLATE_FORMAT
 from mdl.spec.parameters import parse_params_json
 from mdl.spec.reference import Reference
 from mdl.store.models import StoredModel, load_model
-from mdl.store.shards import weights_path
+from mdl.store.shards import weights_path, weights_size
 from mdl.store.store import Store
 
 _CACHE_SIZE = 64
@@ -60,7 +60,7 @@ class ResolvedModel:
 
     @property
     def shape(self) -> Shape:
-        files = self.weights.stat().st_size + sum(a.stat().st_size for a in self.adapters)
+        files = weights_size(self.stored) + sum(a.stat().st_size for a in self.adapters)
         return shape_of(self.gguf, files)
 
     @property

@@ -78,6 +78,11 @@ def weight_shards(files: ModelFiles) -> list[Descriptor]:
     return [first, *(rest[no][1] for no in range(2, count + 1))]
 
 
+def weights_size(model: StoredModel) -> int:
+    """The bytes of the weights, every shard counted."""
+    return sum(desc.size for desc in weight_shards(model.files))
+
+
 def weights_path(model: StoredModel) -> Path | None:
     """The path llama.cpp should load: the weights blob, or for a split model the first of
     links named as llama.cpp expects (made on first use, atomically)."""

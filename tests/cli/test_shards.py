@@ -129,6 +129,10 @@ def test_a_split_model_serves_and_llama_cpp_maps_every_shard(
     )
     assert status == 200, reference
     assert answer["response"] == reference["response"]  # the same tensors, from three files
+    status, ps = server.request("GET", "/api/ps")
+    sizes = {m["name"]: m["size"] for m in ps["models"]}
+    extra = sum(p.stat().st_size for p in split) - (models_dir / "tiny.gguf").stat().st_size
+    assert sizes["sharded:latest"] == sizes["whole:latest"] + extra  # every shard is counted
     blobs = {str(mdl_home / "store" / "blobs" / "sha256" / _sha(p)[7:]) for p in split}
     mapped = set()
     for pid in server.workers().values():
