@@ -58,3 +58,17 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_lora(root / "lora-b.gguf", seed=1)
     write_lora(root / "qwen-lora.gguf", arch="qwen2")
     return root
+
+
+from collections.abc import Iterator  # noqa: E402  (appended: shared helpers only grow)
+
+from runtime.serving import Served  # noqa: E402
+
+
+@pytest.fixture
+def mdl_server(mdl_home: Path) -> Iterator[Served]:
+    """A real ``mdl serve`` over this test's MDL_HOME (the one the ``mdl`` fixture uses), not yet
+    started: put the models in, then ``start()`` it. Stopped at the end."""
+    served = Served(mdl_home)
+    yield served
+    served.stop()

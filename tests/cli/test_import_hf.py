@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -121,15 +120,8 @@ def test_without_q4_k_m_the_only_model_or_a_listed_choice(
     assert _weights(mdl, "bf16") == _sha(ggufs["f16"])
 
 
-@pytest.fixture
-def server(mdl_home: Path) -> Iterator[Served]:
-    served = Served(mdl_home)
-    yield served
-    served.stop()
-
-
 def test_a_split_quant_in_a_subfolder_builds_and_serves(
-    mdl: MdlRunner, tmp_path: Path, ggufs: dict[str, Path], server: Served
+    mdl: MdlRunner, tmp_path: Path, ggufs: dict[str, Path], mdl_server: Served
 ) -> None:
     (tmp_path / "parts").mkdir()
     shards = write_split_gguf(ggufs["q8"], tmp_path / "parts" / "tiny-Q8_0.gguf", 8)
@@ -141,7 +133,7 @@ def test_a_split_quant_in_a_subfolder_builds_and_serves(
     assert [la["digest"][7:] for la in layers[:3]] == [_sha(p) for p in shards]
     err = _build(mdl, tmp_path, f"./hub/{entry.name}:Q6_K", "none", ok=False)
     assert "the directory holds Q8_0/tiny-Q8_0-00001-of-00003.gguf, tiny.Q4_K_M.gguf" in err
-    server.start()
+    mdl_server.start()
     request = {"model": "split", "prompt": "hi", "stream": False, "options": {"num_predict": 8}}
-    status, body = server.request("POST", "/api/generate", request)
+    status, body = mdl_server.request("POST", "/api/generate", request)
     assert status == 200 and body["eval_count"] == 8, body

@@ -245,24 +245,17 @@ def test_across_file_systems_the_blobs_are_copied_and_verified(
             assert stored.read_bytes() == blob.read_bytes()
 
 
-@pytest.fixture
-def server(mdl_home: Path) -> Iterator[Served]:
-    served = Served(mdl_home)
-    yield served
-    served.stop()
-
-
 def test_an_imported_model_serves_as_its_modelfile_rebuilt_does(
-    mdl: MdlRunner, tmp_path: Path, ollama_dir: Path, server: Served
+    mdl: MdlRunner, tmp_path: Path, ollama_dir: Path, mdl_server: Served
 ) -> None:
     mdl("import", "ollama", str(ollama_dir))
     (tmp_path / "Modelfile").write_text(mdl("show", TINY, "--modelfile").out)
     mdl("build", "-q", "-t", "rebuilt", cwd=tmp_path)
-    server.start()
+    mdl_server.start()
     options = {"temperature": 0, "num_predict": 8}
     answers = []
     for model in (TINY, "rebuilt"):
-        status, body = server.request(
+        status, body = mdl_server.request(
             "POST",
             "/api/chat",
             {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": False,
@@ -271,7 +264,7 @@ def test_an_imported_model_serves_as_its_modelfile_rebuilt_does(
         assert status == 200, body
         answers.append(body["message"]["content"])
     assert answers[0] and answers[0] == answers[1]
-    status, body = server.request(
+    status, body = mdl_server.request(
         "POST",
         "/api/generate",
         {"model": PLAIN, "prompt": "hi", "stream": False, "options": options},

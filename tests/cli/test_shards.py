@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -99,43 +98,36 @@ def test_quantizing_a_split_gguf_is_refused(
     assert "cannot quantize a split GGUF" in failed.err
 
 
-@pytest.fixture
-def server(mdl_home: Path) -> Iterator[Served]:
-    served = Served(mdl_home)
-    yield served
-    served.stop()
-
-
 def test_a_split_model_serves_and_llama_cpp_maps_every_shard(
     mdl: MdlRunner,
     mdl_home: Path,
     tmp_path: Path,
     models_dir: Path,
     split: list[Path],
-    server: Served,
+    mdl_server: Served,
 ) -> None:
     (tmp_path / "Modelfile").write_text("FROM ./split\n")
     mdl("build", "-q", "-t", "sharded", cwd=tmp_path)
     (tmp_path / "Modelfile").write_text(f"FROM {models_dir / 'tiny.gguf'}\n")
     mdl("build", "-q", "-t", "whole", cwd=tmp_path)
-    server.start()
-    status, answer = server.request(
+    mdl_server.start()
+    status, answer = mdl_server.request(
         "POST", "/api/generate", {"model": "sharded", **PROMPT, "options": GREEDY}
     )
     assert status == 200, answer
     assert answer["eval_count"] == 12 and answer["response"]
-    status, reference = server.request(
+    status, reference = mdl_server.request(
         "POST", "/api/generate", {"model": "whole", **PROMPT, "options": GREEDY}
     )
     assert status == 200, reference
     assert answer["response"] == reference["response"]  # the same tensors, from three files
-    status, ps = server.request("GET", "/api/ps")
+    status, ps = mdl_server.request("GET", "/api/ps")
     sizes = {m["name"]: m["size"] for m in ps["models"]}
     extra = sum(p.stat().st_size for p in split) - (models_dir / "tiny.gguf").stat().st_size
     assert sizes["sharded:latest"] == sizes["whole:latest"] + extra  # every shard is counted
     blobs = {str(mdl_home / "store" / "blobs" / "sha256" / _sha(p)[7:]) for p in split}
     mapped = set()
-    for pid in server.workers().values():
+    for pid in mdl_server.workers().values():
         mapped |= {line.split()[-1] for line in Path(f"/proc/{pid}/maps").read_text().splitlines()}
     assert blobs <= mapped, "llama.cpp did not map every shard"
     links = sorted((mdl_home / "shards").iterdir())
