@@ -5,8 +5,11 @@
 As Docker Model Runner reads ``hf.co/org/repo:QUANT``: the quantization is matched against the
 file names, case-insensitively, as a whole word (``q4_k_m`` matches ``model.Q4_K_M.gguf`` and
 ``Q4_K_M/model-00001-of-00002.gguf``, never ``Q4_K_M_L``); without one, ``Q4_K_M`` if the directory
-has it, else its only model. The shards of a split GGUF count as one model; ``mmproj*`` files
-(vision projectors) are never the model.
+has it, else its only model. The shards of a split GGUF count as one model. Files whose name
+holds ``mmproj`` are vision projectors, never the model; as Docker Model Runner does, the
+directory's projector (the F16 one if several) comes along as ``projector.gguf``. Where Docker
+Model Runner falls back (an explicit quantization no file has, several models and no Q4_K_M), mdl
+stops with an error that lists the choices.
 """
 
 from __future__ import annotations
@@ -50,9 +53,23 @@ def split_quant(value: str, context: Path) -> tuple[str, str | None]:
     return value, None
 
 
-def pick(directory: Path, quant: str | None, where: Where) -> tuple[Path, ...]:
-    """The files of the model ``quant`` names in ``directory``, shards in order."""
+@dataclass(frozen=True)
+class Picked:
+    files: tuple[Path, ...]
+    """The model's file, or its shards in order."""
+    projector: Path | None
+
+
+def pick(directory: Path, quant: str | None, where: Where) -> Picked:
+    """The model ``quant`` names in ``directory``, and the directory's projector."""
     root = snapshot(directory, where)
+    projectors = sorted(p for p in _ggufs(root) if _is_projector(p))
+    f16 = [p for p in projectors if "f16" in p.name.lower()]
+    chosen = f16 or projectors
+    return Picked(_model(root, quant, where), chosen[0] if chosen else None)
+
+
+def _model(root: Path, quant: str | None, where: Where) -> tuple[Path, ...]:
     found = candidates(root, where)
     if not found:
         raise where.error("directory holds no .gguf model")
@@ -96,10 +113,8 @@ def candidates(root: Path, where: Where) -> list[Candidate]:
     """Every GGUF model under ``root``; split models grouped, checked complete, in order."""
     singles: list[Candidate] = []
     groups: dict[tuple[Path, str, int], dict[int, Path]] = {}
-    for file in sorted(root.rglob("*")):
-        if file.suffix.lower() != ".gguf" or not file.is_file():
-            continue
-        if file.name.lower().startswith("mmproj"):
+    for file in _ggufs(root):
+        if _is_projector(file):
             continue
         parsed = parse_shard_name(file.name)
         if parsed is None:
@@ -121,6 +136,14 @@ def complete_shards(
     if missing:
         raise where.error(f"split GGUF {prefix} lacks shard(s) {', '.join(missing)}")
     return tuple(shards[no] for no in range(1, count + 1))
+
+
+def _ggufs(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() == ".gguf" and p.is_file())
+
+
+def _is_projector(path: Path) -> bool:
+    return "mmproj" in path.name.lower()
 
 
 def _names_quant(label: str, quant: str) -> bool:

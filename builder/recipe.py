@@ -95,7 +95,7 @@ def recipe_for(store: Store, modelfile: Modelfile, context: Path) -> Recipe:
     if isinstance(base, StoredModel):
         recipe = replace(_inherit(base, path), base=base.descriptor.digest)
     else:
-        recipe = Recipe(path, base)
+        recipe = Recipe(path, base, projector=base.projector)
     if recipe.weights.info.is_adapter:
         raise ModelfileError(path, base_line, "FROM names a LoRA adapter, not a model")
     return _check_template(_apply(store, recipe, modelfile, context))

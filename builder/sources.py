@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from mdl.builder.hf import Where, complete_shards, pick, split_quant
+from mdl.builder.hf import Picked, Where, complete_shards, pick, split_quant
 from mdl.spec.digest import Digest
 from mdl.spec.errors import GGUFError, InvalidReference, ModelfileError, NotFound
 from mdl.spec.gguf import GGUFInfo, read_gguf_file
@@ -34,6 +34,8 @@ class GGUFSource:
     digest: Digest | None = None
     shards: tuple[GGUFSource, ...] = ()
     """A split GGUF's other shards, in order (this source is the first)."""
+    projector: GGUFSource | None = None
+    """The vision projector found beside the model in a directory (see hf.py)."""
 
 
 def resolve_gguf(
@@ -45,10 +47,18 @@ def resolve_gguf(
         digest = Digest.parse(value)
         if not store.has_blob(digest):
             raise where.error("no such blob in the store")
-        files: tuple[Path, ...] = (store.blob_path(digest),)
-        known: Digest | None = digest
-    else:
-        files, known = _gguf_files(value, context, where), None
+        return _source((store.blob_path(digest),), digest, where)
+    picked = _gguf_files(value, context, where)
+    source = _source(picked.files, None, where)
+    if picked.projector is None:
+        return source
+    if what != "FROM":
+        raise where.error(f"names a model's directory (it holds {picked.projector.name})")
+    projector = _source((picked.projector,), None, where)
+    return replace(source, projector=replace(projector, line=0))
+
+
+def _source(files: tuple[Path, ...], known: Digest | None, where: Where) -> GGUFSource:
     infos = []
     for file in files:
         try:
@@ -62,13 +72,13 @@ def resolve_gguf(
             "(named <prefix>-00001-of-0000N.gguf, beside the others) or its directory"
         )
     if len(files) > 1:
-        if what != "FROM":
+        if where.what != "FROM":
             raise where.error(f"a split GGUF ({len(files)} shards) can only be the FROM model")
         check_split(files, infos, where)
         rest = tuple(GGUFSource(f, i, 0) for f, i in zip(files[1:], infos[1:], strict=True))
         merged = replace(infos[0], tensors=tuple(t for i in infos for t in i.tensors))
-        return GGUFSource(files[0], merged, line, known, rest)
-    return GGUFSource(files[0], infos[0], line, known)
+        return GGUFSource(files[0], merged, where.line, known, rest)
+    return GGUFSource(files[0], infos[0], where.line, known)
 
 
 def check_split(files: tuple[Path, ...], infos: list[GGUFInfo], where: Where) -> None:
@@ -108,7 +118,7 @@ def _looks_like_path(value: str) -> bool:
     return value.startswith((".", "/", "~")) or value.lower().endswith(".gguf")
 
 
-def _gguf_files(value: str, context: Path, where: Where) -> tuple[Path, ...]:
+def _gguf_files(value: str, context: Path, where: Where) -> Picked:
     name, quant = split_quant(value, context)
     file = context / Path(name).expanduser()  # an absolute value replaces the context
     if file.is_dir():
@@ -117,7 +127,7 @@ def _gguf_files(value: str, context: Path, where: Where) -> tuple[Path, ...]:
         raise where.error("no such file")
     parsed = parse_shard_name(file.name)
     if parsed is None:
-        return (file,)
+        return Picked((file,), None)
     prefix, no, count = parsed
     if no != 1:
         raise where.error(f"is shard {no} of {count}; FROM the first shard")
@@ -126,4 +136,4 @@ def _gguf_files(value: str, context: Path, where: Where) -> tuple[Path, ...]:
         other = parse_shard_name(sibling.name)
         if other and other[0] == prefix and other[2] == count and sibling.is_file():
             siblings[other[1]] = sibling
-    return complete_shards(siblings, prefix, count, where)
+    return Picked(complete_shards(siblings, prefix, count, where), None)

@@ -57,6 +57,7 @@ def entry(tmp_path: Path, ggufs: dict[str, Path]) -> Path:
             "tiny.Q4_K_M.gguf": ggufs["q4"],
             "tiny.Q8_0.gguf": ggufs["q8"],
             "tiny.F16.gguf": ggufs["f16"],
+            "tiny-mmproj-Q8_0.gguf": ggufs["q4"],
             "mmproj-tiny-f16.gguf": ggufs["f16"],
             "README.md": ggufs["f16"],
         },
@@ -79,7 +80,9 @@ def test_the_quant_tag_picks_the_file_case_insensitively_default_q4_k_m(
     rel = f"./hub/{entry.name}"
     _build(mdl, tmp_path, rel, "default")
     assert _weights(mdl, "default") == _sha(ggufs["q4"])
-    _build(mdl, tmp_path, f"{rel}:q8_0", "q8")
+    files = mdl("show", "default", "--json").json()["files"]  # the projector comes along, F16
+    assert files[mt.PROJECTOR_FILE] == "sha256:" + _sha(ggufs["f16"])
+    _build(mdl, tmp_path, f"{rel}:q8_0", "q8")  # tiny-mmproj-Q8_0.gguf is no model
     assert _weights(mdl, "q8") == _sha(ggufs["q8"])
     _build(mdl, tmp_path, f"{rel}/snapshots/{REVISION}:F16", "f16")
     assert _weights(mdl, "f16") == _sha(ggufs["f16"])
