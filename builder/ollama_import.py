@@ -44,6 +44,7 @@ from mdl.store.store import Store
 
 DEFAULT_TEMPLATE = "{{ .Prompt }}"
 """What Ollama prompts with when a model has no template layer."""
+_MODEL = foreign.OLLAMA + "model"
 _TEMPLATE = foreign.OLLAMA + "template"
 _PARTS = ("model", "adapter", "projector", "template", "system", "params", "messages", "license")
 
@@ -134,6 +135,12 @@ def import_model(
         for layer in layers:
             adoption.add(_blob(directory, layer.digest), layer)
         config_doc = _ollama_config(directory, manifest)
+        model = next(la for la in layers if la.media_type == _MODEL)
+        weights = _blob(directory, model.digest)  # verified by now
+        try:
+            info = read_gguf_file(weights)
+        except GGUFError as exc:
+            raise ImportFailed(str(exc)) from exc  # names the file
         adoption.publish()
         result.linked, result.copied, result.present = (
             adoption.linked,
@@ -144,7 +151,7 @@ def import_model(
         if template is None:
             default = _add(store, result, mt.MODEL_WEIGHT_CONFIG, DEFAULT_TEMPLATE)
             layers.append(Descriptor(_TEMPLATE, default.digest, default.size))
-        text = store.read_blob(template).decode() if template else DEFAULT_TEMPLATE
+        text = store.read_blob(template).decode(errors="replace") if template else DEFAULT_TEMPLATE
         mdl_layers = foreign.model_layers(replace(manifest, layers=tuple(layers)), text)
         modelfile = _modelfile(store, ModelFiles({_path(d): d for d in mdl_layers}), config_doc)
         if isinstance(modelfile, ModelfileError):
@@ -152,10 +159,6 @@ def import_model(
         else:
             annotations = {mt.ANNOTATION_FILEPATH: mt.MODELFILE_FILE}
             mdl_layers.append(_add(store, result, mt.MODEL_DOC, modelfile, annotations))
-        try:
-            info = read_gguf_file(store.blob_path(mdl_layers[0].digest))
-        except GGUFError as exc:
-            raise ImportFailed(f"{_blob(directory, mdl_layers[0].digest)}: {exc}") from exc
         config = config_from_gguf(info, mdl_layers)
         config_desc = store.put_bytes(mt.MODEL_CONFIG, canonical_json(config.to_json()))
         desc = store.put_bytes(mt.OCI_MANIFEST, encode(model_manifest(config_desc, mdl_layers, {})))
@@ -231,18 +234,18 @@ def _modelfile(store: Store, files: ModelFiles, config: dict[str, Any]) -> str |
     assert weights is not None
     lines = [Instruction("from", str(weights.digest))]
     lines += [Instruction("adapter", str(d.digest)) for _, d in files.adapters]
-    template = text(mt.TEMPLATE_FILE)
-    if template is not None:
-        lines.append(Instruction("template", template))
-    system = text(mt.SYSTEM_FILE)
-    if system:
-        lines.append(Instruction("system", system))
-    for command in ("renderer", "parser"):
-        value = config.get(command)
-        if isinstance(value, str) and value:
-            lines.append(Instruction(command, value))
-    params = text(mt.PARAMS_FILE)
     try:
+        template = text(mt.TEMPLATE_FILE)
+        if template is not None:
+            lines.append(Instruction("template", template))
+        system = text(mt.SYSTEM_FILE)
+        if system:
+            lines.append(Instruction("system", system))
+        for command in ("renderer", "parser"):
+            value = config.get(command)
+            if isinstance(value, str) and value:
+                lines.append(Instruction(command, value))
+        params = text(mt.PARAMS_FILE)
         for name, value in (parse_params_json(params.encode()) if params else {}).items():
             for item in value if isinstance(value, list) else [value]:
                 assert isinstance(item, bool | int | float | str)
@@ -254,7 +257,7 @@ def _modelfile(store: Store, files: ModelFiles, config: dict[str, Any]) -> str |
     except ModelfileError as exc:
         return exc
     except (ValueError, KeyError, TypeError, AttributeError, AssertionError) as exc:
-        return ModelfileError("ollama", 0, f"unreadable params or messages: {exc}")
+        return ModelfileError("ollama", 0, f"unreadable text, params or messages: {exc}")
 
 
 def _add(

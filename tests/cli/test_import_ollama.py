@@ -222,6 +222,31 @@ def test_a_corrupt_blob_is_named_and_nothing_of_its_model_is_stored(
     assert f"{TINY}: {bad}: {adapter['digest']}: blob missing" in failed.err
 
 
+def test_a_model_layer_that_is_no_gguf_or_missing_fails_that_model_alone(
+    mdl: MdlRunner, mdl_home: Path, ollama_dir: Path
+) -> None:
+    write_ollama_model(
+        ollama_dir,
+        ("registry.ollama.ai", "library", "junk", "latest"),
+        [("template", b"{{ .Prompt }}"), ("model", b"not a gguf at all")],
+    )
+    write_ollama_model(
+        ollama_dir, ("registry.ollama.ai", "library", "empty", "latest"), [("system", b"hi")]
+    )
+    failed = mdl("import", "ollama", str(ollama_dir), "--json", ok=False)
+    assert failed.code == 1
+    models = {m["name"]: m for m in failed.json()["models"]}
+    junk = models["registry.ollama.ai/library/junk:latest"]
+    bad = ollama_dir / "blobs" / f"sha256-{hashlib.sha256(b'not a gguf at all').hexdigest()}"
+    assert junk["status"] == "failed"
+    assert junk["error"].startswith(f"{bad}: not a GGUF file (magic")
+    empty = models["registry.ollama.ai/library/empty:latest"]
+    assert empty["error"] == "0 model layers: mdl takes one"
+    assert {m["name"] for m in mdl("list", "--json").json()["models"]} == {TINY, PLAIN}
+    stored = {p.name for p in (mdl_home / "store" / "blobs" / "sha256").iterdir()}
+    assert hashlib.sha256(b"not a gguf at all").hexdigest() not in stored
+
+
 @pytest.fixture
 def other_fs(ollama_dir: Path) -> Iterator[Path]:
     """The Ollama store copied to /dev/shm, another file system than the test's MDL_HOME, where
