@@ -46,7 +46,10 @@ class Candidate:
 
 
 def split_quant(value: str, context: Path) -> tuple[str, str | None]:
-    """``./dir:Q4_K_M`` -> (``./dir``, ``Q4_K_M``) when ``./dir`` is a directory; else as is."""
+    """``./dir:Q4_K_M`` -> (``./dir``, ``Q4_K_M``) when ``./dir`` is a directory (and no file is
+    named ``dir:Q4_K_M``); else as is."""
+    if (context / Path(value).expanduser()).exists():
+        return value, None
     head, sep, quant = value.rpartition(":")
     if sep and head and _QUANT.match(quant) and (context / Path(head).expanduser()).is_dir():
         return head, quant
