@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,7 +57,7 @@ def ollama(
     if as_json:
         console.emit_json({"directory": str(source), "models": [r.to_json() for r in results]})
     if any(r.status == "failed" for r in results):
-        sys.exit(1)
+        raise typer.Exit(1)
 
 
 def _report(result: Imported) -> None:
@@ -86,6 +85,6 @@ def diff(
         report = diff_models(a, b, (first, second))
     except MdlError as exc:  # diff(1): 2 is trouble, 1 is a difference
         console.error(str(exc))
-        sys.exit(2)
+        raise typer.Exit(2) from exc
     console.result(report.to_json(), as_json, lambda: console.lines(diff_text(report)))
-    sys.exit(0 if report.identical else 1)  # as diff(1); typer.Exit's code would be lost
+    raise typer.Exit(0 if report.identical else 1)  # as diff(1)

@@ -53,7 +53,8 @@ imports.register(app)
 
 def main() -> None:
     try:
-        app(standalone_mode=False, prog_name="mdl")
+        # Without standalone mode click returns a typer.Exit's code instead of exiting with it.
+        code = app(standalone_mode=False, prog_name="mdl")
     except MdlError as exc:
         error(str(exc))
         sys.exit(exc.exit_code)
@@ -69,3 +70,5 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         error("interrupted")
         sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)

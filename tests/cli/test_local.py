@@ -245,3 +245,19 @@ def test_show_writes_a_modelfile_for_a_model_built_elsewhere(
     rebuilt, source = mdl("show", "rebuilt", "--json").json(), mdl("show", "tiny", "--json").json()
     for key in ("files", "parameters", "system", "licenses", "template"):
         assert rebuilt[key] == source[key], key
+
+
+def test_verify_finds_a_corrupted_blob_and_exits_1(
+    mdl: MdlRunner, mdl_home: Path, built: str
+) -> None:
+    assert mdl("verify").code == 0
+    files = [p for p in (mdl_home / "store" / "blobs").rglob("*") if p.is_file()]
+    blobs = sorted(files, key=lambda p: p.stat().st_size)
+    victim = blobs[-1]
+    victim.chmod(0o644)
+    with victim.open("r+b") as f:
+        f.seek(100)
+        f.write(b"\xff\xfe")
+    run = mdl("verify", "--json", ok=False)
+    assert run.code == 1
+    assert any(victim.name in problem for problem in run.json()["problems"])
