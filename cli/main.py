@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from mdl.cli import build, local, registry, run, serve, transfer, trust
+from mdl.cli import build, index, local, registry, run, serve, transfer, trust
 from mdl.cli.console import error
 from mdl.spec.errors import MdlError
 
@@ -48,6 +48,7 @@ registry.register(app)
 serve.register(app)
 run.register(app)
 trust.register(app)
+index.register(app)
 
 
 def main() -> None:
