@@ -126,6 +126,7 @@ def test_a_partly_pulled_index_is_served_whole_but_not_pushed(
     assert mdl("pull", ref, "--variant", "q4_k_m", "--json", env=env).json()["variants"] == [
         "Q4_K_M"
     ]
+    mdl("verify", env=env)  # an index is whole with any of its variants
     shown = mdl("show", ref, "--json", env=env).json()
     assert shown["digest"] == index["variants"][0]["digest"]
     marks = [(v["quantization"], v["present"], v["chosen"]) for v in shown["variants"]]
