@@ -39,9 +39,13 @@ LIMIT_ENV = "MDL_MEMORY_LIMIT"
 
 
 class VariantError(MdlError):
-    """No variant fits, or the one asked for is not in the index."""
+    """The variant asked for is not in the index, or there is none to choose from."""
 
     exit_code = 2
+
+
+class NoVariantFits(VariantError):
+    """Every variant needs more memory than the budget."""
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,7 @@ def choose(
         if variant.memory <= budget.bytes:
             return variant
     smallest = min(variants, key=lambda v: v.memory)
-    raise VariantError(
+    raise NoVariantFits(
         f"{what}: no variant fits in {human(budget.bytes)} ({budget.source}); the smallest, "
         f"{smallest.quantization}, needs {human(smallest.memory)}; choose one with --variant "
         f"or state the budget with {LIMIT_ENV}"
