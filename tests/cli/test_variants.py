@@ -11,33 +11,20 @@ from typing import Any
 
 import pytest
 from cli_runner import MdlRunner
-from ggufs import write_wide_llama
+from variant_models import build_index, store_blobs, variants_workdir
 
 from mdl.spec.footprint import context_of, estimate_bytes, shape_of
 from mdl.spec.gguf import read_gguf_file
 
-TYPES = "q4_K_M,q8_0,f16"
-
 
 @pytest.fixture
 def work(tmp_path: Path) -> Path:
-    work = tmp_path / "work"
-    work.mkdir()
-    write_wide_llama(work / "wide.gguf")
-    (work / "Modelfile").write_text("FROM ./wide.gguf\nPARAMETER num_ctx 256\n")
-    return work
+    return variants_workdir(tmp_path)
 
 
 @pytest.fixture
 def built(mdl: MdlRunner, work: Path) -> dict[str, Any]:
-    result: dict[str, Any] = mdl(
-        "build", "--variants", TYPES, "-t", "wide:v", "--json", cwd=work
-    ).json()
-    return result
-
-
-def _blobs(home: Path) -> set[str]:
-    return {"sha256:" + p.name for p in (home / "store" / "blobs" / "sha256").iterdir()}
+    return build_index(mdl, work)
 
 
 def _blob(home: Path, digest: str) -> Path:
@@ -130,7 +117,7 @@ def test_list_shows_an_index_as_one_name_and_all_variants_under_it(
     rows = mdl("list", "--json").json()["models"]
     assert [(r["name"], r["variants"], r["variants_present"]) for r in rows] == [("wide:v", 3, 3)]
     assert "variant_list" not in rows[0]
-    assert rows[0]["size"] == sum(_blob(mdl_home, d).stat().st_size for d in _blobs(mdl_home))
+    assert rows[0]["size"] == sum(_blob(mdl_home, d).stat().st_size for d in store_blobs(mdl_home))
     lines = mdl("list").out.splitlines()
     assert lines[0].split() == ["NAME", "ID", "SIZE", "MODIFIED", "VARIANTS"]
     assert len(lines) == 2 and lines[1].split()[0] == "wide:v" and lines[1].endswith("3")
@@ -165,15 +152,15 @@ def test_tag_and_rm_of_an_index_free_its_variants_only_when_unused(
 ) -> None:
     mdl("tag", "wide:v", "mirror/wide:v")
     mdl("build", "-q", "--quantize", "q8_0", "-t", "solo:q8", cwd=work)
-    everything = _blobs(mdl_home)
+    everything = store_blobs(mdl_home)
     removed = mdl("rm", "wide:v", "--json").json()
-    assert removed["blobs_freed"] == 0 and _blobs(mdl_home) == everything
+    assert removed["blobs_freed"] == 0 and store_blobs(mdl_home) == everything
     assert mdl("show", "mirror/wide:v", "--json").json()["digest"] == built["variants"][0]["digest"]
     removed = mdl("rm", "mirror/wide:v", "--json").json()
     q8 = built["variants"][1]["digest"]
     kept = mdl("inspect", "solo:q8").json()["manifest"]
     solo = {q8, kept["config"]["digest"], *(lay["digest"] for lay in kept["layers"])}
-    assert _blobs(mdl_home) == solo
+    assert store_blobs(mdl_home) == solo
     assert (
         removed["bytes_freed"] > 0
         and mdl("list", "--json").json()["models"][0]["name"] == "solo:q8"
@@ -187,7 +174,7 @@ def test_save_and_load_carry_the_index_and_its_variants(
     mdl("save", "wide:v", "-o", str(archive))
     other = {"MDL_HOME": str(tmp_path / "other")}
     assert mdl("load", "-i", str(archive), env=other).out.strip() == "loaded wide:v"
-    assert _blobs(tmp_path / "other") == _blobs(mdl_home)
+    assert store_blobs(tmp_path / "other") == store_blobs(mdl_home)
     listed = mdl("list", "--json", env=other).json()["models"]
     assert [(m["digest"], m["variants_present"]) for m in listed] == [(built["digest"], 3)]
     mdl("verify", env=other)

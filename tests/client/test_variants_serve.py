@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from cli_runner import MdlRunner
 from client_registries import Registry
-from ggufs import write_wide_llama
 from runtime.serving import Served
+from variant_models import build_index, variants_workdir
 
 from mdl.runtime.errors import OutOfMemory
 from mdl.runtime.models import ModelResolver
@@ -20,13 +20,7 @@ from mdl.store.store import Store
 
 @pytest.fixture
 def built(mdl: MdlRunner, tmp_path: Path) -> dict[str, Any]:
-    work = tmp_path / "work"
-    work.mkdir()
-    write_wide_llama(work / "wide.gguf")
-    (work / "Modelfile").write_text("FROM ./wide.gguf\nPARAMETER num_ctx 256\n")
-    args = ("build", "--variants", "q4_K_M,q8_0,f16", "-t", "wide:v", "--json")
-    result: dict[str, Any] = mdl(*args, cwd=work).json()
-    return result
+    return build_index(mdl, variants_workdir(tmp_path))
 
 
 def test_the_resolver_picks_again_when_the_budget_changes(

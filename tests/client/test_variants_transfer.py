@@ -9,26 +9,13 @@ from typing import Any
 import pytest
 from cli_runner import MdlRunner
 from client_registries import Registry
-from ggufs import write_wide_llama
-
-TYPES = "q4_K_M,q8_0,f16"
+from variant_models import build_index, store_blobs, variants_workdir
 
 
 @pytest.fixture
 def index(mdl: MdlRunner, tmp_path: Path) -> dict[str, Any]:
-    """``wide:v``: an index of Q4_K_M, Q8_0 and F16 built from one F32 model; its build JSON."""
-    work = tmp_path / "work"
-    work.mkdir()
-    write_wide_llama(work / "wide.gguf")
-    (work / "Modelfile").write_text("FROM ./wide.gguf\nPARAMETER num_ctx 256\n")
-    built: dict[str, Any] = mdl(
-        "build", "--variants", TYPES, "-t", "wide:v", "--json", cwd=work
-    ).json()
-    return built
-
-
-def _blobs(home: Path) -> set[str]:
-    return {"sha256:" + p.name for p in (home / "store" / "blobs" / "sha256").iterdir()}
+    """``wide:v``'s build JSON."""
+    return build_index(mdl, variants_workdir(tmp_path))
 
 
 def _closure(mdl: MdlRunner, digest: str) -> set[str]:
@@ -66,7 +53,7 @@ def test_each_budget_pulls_exactly_the_variant_that_fits(
         assert pulled["digest"] == index["digest"]
         assert pulled["variants"] == [quantization]
         chosen = next(v for v in variants if v["quantization"] == quantization)
-        assert _blobs(home) == {index["digest"]} | _closure(mdl, chosen["digest"])
+        assert store_blobs(home) == {index["digest"]} | _closure(mdl, chosen["digest"])
         assert pulled["bytes_transferred"] == sum(
             (home / "store" / "blobs" / "sha256" / d.removeprefix("sha256:")).stat().st_size
             for d in _closure(mdl, chosen["digest"]) - {chosen["digest"]}
@@ -86,14 +73,14 @@ def test_variant_and_all_variants_choose_by_hand(
     env = {"MDL_HOME": str(home), "MDL_MEMORY_LIMIT": small}
     assert mdl("pull", ref, "--variant", "Q8_0", "--json", env=env).json()["variants"] == ["Q8_0"]
     q8 = index["variants"][1]["digest"]
-    assert _blobs(home) == {index["digest"]} | _closure(mdl, q8)
+    assert store_blobs(home) == {index["digest"]} | _closure(mdl, q8)
     missing = mdl("pull", ref, "--variant", "q5_0", env=env, ok=False)
     assert missing.code == 2 and "no variant q5_0; it has F16, Q8_0, Q4_K_M" in missing.err
     every = tmp_path / "every"
     pulled = mdl("pull", ref, "--all-variants", "--json", env={"MDL_HOME": str(every)}).json()
     assert pulled["variants"] == ["F16", "Q8_0", "Q4_K_M"]
     whole = {index["digest"]}.union(*(_closure(mdl, v["digest"]) for v in index["variants"]))
-    assert _blobs(every) == whole
+    assert store_blobs(every) == whole
 
 
 def test_no_variant_fits_is_a_clear_error_and_fetches_nothing(
@@ -111,7 +98,7 @@ def test_no_variant_fits_is_a_clear_error_and_fetches_nothing(
         f"{smallest:.1f} MB" in failed.err
     )
     assert mdl("list", "--json", env=env).json()["models"] == []
-    assert _blobs(home) == set()
+    assert store_blobs(home) == set()
     bad = mdl("pull", ref, env={**env, "MDL_MEMORY_LIMIT": "2G"}, ok=False)
     assert bad.code == 2 and "MDL_MEMORY_LIMIT='2G': want bytes" in bad.err
 
