@@ -3,6 +3,8 @@ fresh stores: each pull fetches exactly the variant that fits its memory budget.
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +120,11 @@ def test_a_partly_pulled_index_is_served_whole_but_not_pushed(
     assert shown["digest"] == index["variants"][0]["digest"]
     marks = [(v["quantization"], v["present"], v["chosen"]) for v in shown["variants"]]
     assert marks == [("F16", True, True), ("Q8_0", False, False), ("Q4_K_M", True, False)]
+    store = tmp_path / "partial" / "store"
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--raw", f"oci:{store}:{ref}"], capture_output=True, check=True
+    ).stdout
+    assert "sha256:" + hashlib.sha256(raw).hexdigest() == index["digest"]
     failed = mdl("push", ref, f"{mdl_registry.host}/demo/copy:v", env=env, ok=False)
     assert (
         "1 of the index's 3 variants are not in the store; pull it with --all-variants"
