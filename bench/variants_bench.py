@@ -98,6 +98,8 @@ def run(options: Options) -> FamilyResult:
                     most / own <= OVERHEAD_LIMIT,
                 )
             )
+            over = f"{name}: bytes moved - (variant + index)"
+            checks.append(Check(over, most - own, "B", "informational", None))
             checks.append(
                 Check(
                     f"{name}: bytes moved / whole index", most / whole, "x", "informational", None
