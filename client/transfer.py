@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from mdl.client.connection import Connection
-from mdl.client.copy import CopyReport, Progress, copy, variant_pick
+from mdl.client.copy import CopyReport, Pick, Progress, copy, variant_pick
 from mdl.client.credentials import Credentials, canonical_host
 from mdl.client.endpoints import LocalEnd, RemoteEnd
 from mdl.client.formats import adopt, render
 from mdl.client.remote import RemoteRepository
 from mdl.client.trust import admit
+from mdl.spec import manifest as manifests
 from mdl.spec import mediatypes as mt
 from mdl.spec.descriptor import Descriptor
 from mdl.spec.errors import MdlError, Unauthorized
@@ -35,7 +36,8 @@ def pull(
     the full reference. The trust policy (``policy``, else ``load_policy()``'s) is checked
     first, from the manifest and the signatures on the registry: a refused model brings
     nothing into the store. Of an index of variants only one is fetched: ``variant``, else
-    the best that fits the memory budget; ``all_variants`` fetches all."""
+    the best that fits the memory budget; ``all_variants`` fetches all. The policy judges
+    each variant fetched (each is signed on its own), not the index."""
     remote_ref = ref.with_registry()
     assert remote_ref.registry
     policy = policy or load_policy()
@@ -44,12 +46,24 @@ def pull(
         root = repo.resolve_reference(remote_ref)
         if variant is not None and root.media_type not in mt.INDEX_TYPES:
             raise VariantError(f"{remote_ref}: --variant {variant}: not an index of variants")
-        admit(repo, root, remote_ref, policy)
+        pick = variant_pick(variant, all_variants, memory_budget(), str(remote_ref))
+        for subject in _judged(repo, root, pick):
+            admit(repo, subject, remote_ref, policy)
         with store.writing():
-            pick = variant_pick(variant, all_variants, memory_budget(), str(remote_ref))
             report = copy(RemoteEnd(repo), LocalEnd(store), root, None, progress, pick)
             store.tag(adopt(store, root.with_annotations({})), remote_ref)
     return report
+
+
+def _judged(repo: RemoteRepository, root: Descriptor, pick: Pick) -> list[Descriptor]:
+    """What the trust policy judges: the variants a pull of an index of them fetches, else
+    the root."""
+    if root.media_type not in mt.INDEX_TYPES:
+        return [root]
+    data, media_type = repo.fetch_manifest(str(root.digest), root)
+    doc = manifests.parse(data, media_type)
+    picked = pick(doc) if isinstance(doc, Index) else None
+    return [v.descriptor for v in picked] if picked is not None else [root]
 
 
 def push(

@@ -4,6 +4,7 @@ fresh stores: each pull fetches exactly the variant that fits its memory budget.
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -130,3 +131,28 @@ def test_a_partly_pulled_index_is_served_whole_but_not_pushed(
         "1 of the index's 3 variants are not in the store; pull it with --all-variants"
         in failed.err
     )
+
+
+def test_the_trust_policy_judges_the_variant_a_pull_fetches(
+    mdl: MdlRunner, index: dict[str, Any], mdl_registry: Registry, tmp_path: Path
+) -> None:
+    mdl("key", "generate", "--out", str(tmp_path / "alice"))
+    q4 = index["variants"][-1]["digest"]
+    mdl("sign", f"wide@{q4}", "--key", str(tmp_path / "alice.key"))
+    ref = f"{mdl_registry.host}/team/wide:v"
+    mdl("push", "wide:v", ref)
+    policy = tmp_path / "policy.json"
+    (tmp_path / "team.pub").write_bytes((tmp_path / "alice.pub").read_bytes())
+    scope = {f"{mdl_registry.host}/team": [{"type": "signedBy", "keyPath": "team.pub"}]}
+    policy.write_text(
+        json.dumps({"default": [{"type": "reject"}], "transports": {"docker": scope}})
+    )
+    home = tmp_path / "guarded"
+    env = {"MDL_HOME": str(home), "MDL_POLICY": str(policy), "MDL_MEMORY_LIMIT": "1GB"}
+    refused = mdl("pull", ref, env=env, ok=False)  # F16 fits, and F16 is not signed
+    assert refused.code == 1 and "requires signedBy" in refused.err
+    assert not (home / "store" / "blobs" / "sha256").exists() or store_blobs(home) == set()
+    pulled = mdl("pull", ref, "--variant", "q4_K_M", "--json", env=env).json()
+    assert pulled["variants"] == ["Q4_K_M"] and pulled["referrers"] == 1
+    every = mdl("pull", ref, "--all-variants", env=env, ok=False)
+    assert every.code == 1 and "requires signedBy" in every.err
