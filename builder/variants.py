@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from mdl.builder.build import BuildOptions, BuildResult, Progress, build_model
+from mdl.builder.build import BuildOptions, BuildResult, Progress, build_model, head_json
 from mdl.spec import mediatypes as mt
 from mdl.spec.descriptor import Descriptor
 from mdl.spec.errors import BuildError
@@ -117,9 +117,6 @@ def _store_index(
 def index_json(result: IndexResult) -> dict[str, object]:
     """What ``mdl build --variants --json`` and ``mdl index create --json`` print."""
     return {
-        "digest": str(result.descriptor.digest),
-        "size": result.descriptor.size,
-        "media_type": result.descriptor.media_type,
-        "tags": [str(t) for t in result.tags],
+        **head_json(result.descriptor, result.tags),
         "variants": [v.to_json() for v in result.variants],
     }
