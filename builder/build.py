@@ -281,13 +281,20 @@ def _weight(digest: Digest, size: int, filepath: str | None) -> Descriptor:
     return Descriptor(mt.MODEL_WEIGHT, digest, size, {mt.ANNOTATION_FILEPATH: name})
 
 
+def head_json(desc: Descriptor, tags: Sequence[Reference]) -> dict[str, object]:
+    """The keys every ``mdl build --json`` starts with: what was built and its names."""
+    return {
+        "digest": str(desc.digest),
+        "size": desc.size,
+        "media_type": desc.media_type,
+        "tags": [str(t) for t in tags],
+    }
+
+
 def build_json(result: BuildResult) -> dict[str, object]:
     """What ``mdl build --json`` prints: stable keys for CI."""
     return {
-        "digest": str(result.descriptor.digest),
-        "size": result.descriptor.size,
-        "media_type": result.descriptor.media_type,
-        "tags": [str(t) for t in result.tags],
+        **head_json(result.descriptor, result.tags),
         "config": json.loads(canonical_json(result.config.to_json())),
         "layers": [
             {

@@ -54,6 +54,13 @@ def build(
         "q2_K, q3_K_S, q3_K_M, q3_K_L, q4_K_S, q4_K_M, q5_K_S, q5_K_M, q6_K, f16 or bf16 "
         "(K-quants need rows that are multiples of 256). A rebuild reuses the result.",
     ),
+    variants: str | None = typer.Option(
+        None,
+        "--variants",
+        metavar="TYPE,...",
+        help="Build one variant per quantization (e.g. q4_K_M,q8_0,f16) and tag an OCI index of "
+        "them: pull and serve choose the best that fits the machine's memory.",
+    ),
     provenance: bool = typer.Option(
         False, "--provenance", help="Attach an in-toto SLSA provenance v1 statement (a referrer)."
     ),
@@ -94,29 +101,58 @@ def build(
         console.warning(f"{file}:{instruction.line}: parameter {instruction.key} is ignored")
     options = BuildOptions(created=_created(timestamp), labels=_labels(labels), quantize=quantize)
     key = _signing_key(sign_key) if sign_key else None
-    with console.progress(enabled=not (quiet or as_json)) as progress:
-        result = build_model(Store.open(), modelfile, context, refs, options, progress)
-    attached = _attest(result, modelfile, options, provenance, sbom, key)
-    if iidfile:
-        iidfile.write_text(str(result.descriptor.digest))
-    pushed = _push(refs, insecure, quiet or as_json) if push else []
-    if quiet:
-        console.line(str(result.descriptor.digest))
-        return
-    console.result(
-        {
+    silent = quiet or as_json
+    if variants is not None:
+        if provenance or sbom or key:
+            raise BuildError("--variants cannot be combined with --provenance, --sbom or --sign")
+        digest, summary, done = _build_variants(modelfile, context, refs, variants, options, silent)
+    else:
+        with console.progress(enabled=not silent) as progress:
+            result = build_model(Store.open(), modelfile, context, refs, options, progress)
+        attached = _attest(result, modelfile, options, provenance, sbom, key)
+        digest = str(result.descriptor.digest)
+        summary = {
             **build_json(result),
             "attached": [{"kind": a.kind, "digest": str(a.digest)} for a in attached],
-            "pushed": pushed,
-        },
-        as_json,
-        lambda: console.lines(
-            [f"built {result.descriptor.digest}"]
+        }
+        done = (
+            [f"built {digest}"]
             + [f"tagged {t}" for t in result.tags]
             + [f"attached {a.kind} {a.digest}" for a in attached]
-            + [f"pushed {p['reference']}" for p in pushed]
-        ),
+        )
+    if iidfile:
+        iidfile.write_text(digest)
+    pushed = _push(refs, insecure, silent) if push else []
+    if quiet:
+        console.line(digest)
+        return
+    console.result(
+        {**summary, "pushed": pushed},
+        as_json,
+        lambda: console.lines(done + [f"pushed {p['reference']}" for p in pushed]),
     )
+
+
+def _build_variants(
+    modelfile: Modelfile,
+    context: Path,
+    refs: list[Reference],
+    variants: str,
+    options: BuildOptions,
+    silent: bool,
+) -> tuple[str, dict[str, object], list[str]]:
+    from mdl.builder.variants import build_variants, index_json
+
+    types = [t.strip() for t in variants.split(",") if t.strip()]
+    with console.progress(enabled=not silent) as progress:
+        result = build_variants(Store.open(), modelfile, context, refs, types, options, progress)
+    digest = str(result.descriptor.digest)
+    done = (
+        [f"built {v.quantization} {v.descriptor.digest}" for v in result.variants]
+        + [f"indexed {digest}"]
+        + [f"tagged {t}" for t in result.tags]
+    )
+    return digest, index_json(result), done
 
 
 def _signing_key(path: Path) -> ec.EllipticCurvePrivateKey:

@@ -6,8 +6,9 @@ A column is as wide as its widest cell, so a name is never cut, on a terminal or
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 GAP = "   "
 _UNITS = ((10**12, "TB"), (10**9, "GB"), (10**6, "MB"), (10**3, "KB"))
@@ -71,3 +72,28 @@ def _duration(seconds: float) -> str:
     if hours < 24 * 365 * 2:
         return f"{hours // 24 // 30} months"
     return f"{int(seconds // 3600) // 24 // 365} years"
+
+
+def variant_count(total: int, present: int) -> str:
+    """An index's VARIANTS cell: ``3``, or ``1 of 3 pulled`` when some were left on the registry."""
+    return str(total) if present == total else f"{present} of {total} pulled"
+
+
+def variant_rows(variants: Sequence[Mapping[str, Any]], now: datetime) -> list[list[str]]:
+    """The rows under an index for ``--all-variants``, as ``docker images --tree`` draws them:
+    ``├─ Q4_K_M``, the last ``└─ F16``; a variant not pulled has no size or time."""
+    rows = []
+    for i, variant in enumerate(variants):
+        branch = "└─ " if i == len(variants) - 1 else "├─ "
+        present = variant["present"]
+        modified = variant.get("modified_at")
+        rows.append(
+            [
+                branch + variant["quantization"],
+                variant["digest"].removeprefix("sha256:")[:12],
+                human_bytes(variant["size"]) if present else "-",
+                human_time(datetime.fromisoformat(modified), now) if modified else "-",
+                f"needs {human_bytes(variant['memory'])}" + ("" if present else ", not pulled"),
+            ]
+        )
+    return rows

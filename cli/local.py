@@ -10,8 +10,12 @@ from typing import Any
 import typer
 
 from mdl.cli import console, listing
+from mdl.spec import mediatypes as mt
+from mdl.spec.descriptor import Descriptor
+from mdl.spec.manifest import Index
 from mdl.spec.reference import Reference
-from mdl.store.models import load_manifest, load_model
+from mdl.spec.variants import Variant, variants_of
+from mdl.store.models import load_manifest, load_model, model_descriptor
 from mdl.store.store import Store
 
 JSON = typer.Option(False, "--json", help="Print one JSON document instead of text.")
@@ -32,37 +36,75 @@ def register(app: typer.Typer) -> None:
     )
 
 
-def list_models(as_json: bool = JSON) -> None:
+def list_models(
+    as_json: bool = JSON,
+    all_variants: bool = typer.Option(
+        False, "--all-variants", help="Also list each variant of an index, under it."
+    ),
+) -> None:
     store = Store.open()
     rows: list[dict[str, Any]] = []
     cells: list[list[str]] = []
     now = datetime.now(UTC)
+    indexes = False
     for tagged in store.tags():
         desc = tagged.descriptor
         size = sum(store.blob_size(d) for d in store.closure(desc))
         modified = store.modified_at(desc.digest)
-        rows.append(
-            {
-                "name": tagged.reference,
-                "digest": str(desc.digest),
-                "media_type": desc.media_type,
-                "size": size,
-                "modified_at": modified.isoformat().replace("+00:00", "Z"),
-            }
-        )
-        cells.append(
-            [
-                tagged.reference,
-                desc.digest.hex[:12],
-                listing.human_bytes(size),
-                listing.human_time(modified, now),
+        row: dict[str, Any] = {
+            "name": tagged.reference,
+            "digest": str(desc.digest),
+            "media_type": desc.media_type,
+            "size": size,
+            "modified_at": _iso(modified),
+        }
+        line = [
+            tagged.reference,
+            desc.digest.hex[:12],
+            listing.human_bytes(size),
+            listing.human_time(modified, now),
+        ]
+        variants = _variants(store, desc)
+        children: list[list[str]] = []
+        if variants is not None:
+            indexes = True
+            present = [store.exists(v.descriptor) for v in variants]
+            row["variants"], row["variants_present"] = len(variants), sum(present)
+            line.append(listing.variant_count(len(variants), sum(present)))
+            entries = [
+                _variant_row(store, v, here) for v, here in zip(variants, present, strict=True)
             ]
-        )
-    console.result(
-        {"models": rows},
-        as_json,
-        lambda: console.lines(listing.table(["NAME", "ID", "SIZE", "MODIFIED"], cells)),
-    )
+            if all_variants:
+                row["variant_list"] = entries
+                children = listing.variant_rows(entries, now)
+        rows.append(row)
+        cells.append(line)
+        cells += children
+    columns = ["NAME", "ID", "SIZE", "MODIFIED"] + (["VARIANTS"] if indexes else [])
+    if indexes:
+        cells = [c + [""] * (len(columns) - len(c)) for c in cells]
+    console.result({"models": rows}, as_json, lambda: console.lines(listing.table(columns, cells)))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _variants(store: Store, desc: Descriptor) -> list[Variant] | None:
+    """The variants of an index entry; None for a model (or an index of something else)."""
+    if desc.media_type not in mt.INDEX_TYPES or not store.has_blob(desc.digest):
+        return None
+    index = store.read_manifest(desc)
+    assert isinstance(index, Index)
+    return variants_of(index) or None
+
+
+def _variant_row(store: Store, variant: Variant, present: bool) -> dict[str, Any]:
+    row: dict[str, Any] = {**variant.to_json(), "present": present}
+    if present:
+        row["size"] = sum(store.blob_size(d) for d in store.closure(variant.descriptor))
+        row["modified_at"] = _iso(store.modified_at(variant.descriptor.digest))
+    return row
 
 
 def show(
@@ -72,12 +114,26 @@ def show(
     system: bool = typer.Option(False, "--system", help="Print the system prompt."),
     parameters: bool = typer.Option(False, "--parameters", help="Print the parameters."),
     license_: bool = typer.Option(False, "--license", help="Print the license(s)."),
+    variant: str | None = typer.Option(
+        None, "--variant", metavar="TYPE", help="Of an index, show this variant."
+    ),
     as_json: bool = JSON,
 ) -> None:
     from mdl.builder.show import model_modelfile, model_summary
 
-    model = load_model(Store.open(), Reference.parse(ref))
+    store = Store.open()
+    desc, choice = model_descriptor(store, Reference.parse(ref), variant=variant)
+    model = load_manifest(store, desc)
     summary = model_summary(model)
+    if choice is not None:
+        summary["variants"] = [
+            {
+                **v.to_json(),
+                "present": str(v.descriptor.digest) in choice.present,
+                "chosen": v == choice.chosen,
+            }
+            for v in choice.variants
+        ]
     if modelfile:
         console.line(model_modelfile(model).rstrip("\n"))
     elif template:
@@ -103,6 +159,16 @@ def _print_summary(summary: dict[str, Any]) -> None:
     ):
         if summary.get(key) is not None:
             console.line(f"    {label:<20}{summary[key]}")
+    if summary.get("variants"):
+        console.line("\n  Variants")
+        for v in summary["variants"]:
+            mark = "*" if v["chosen"] else " "
+            state = "" if v["present"] else "   not pulled"
+            needs = listing.human_bytes(v["memory"])
+            console.line(
+                f"  {mark} {v['quantization']:<10}{listing.human_bytes(v['file_size']):>8}   "
+                f"needs {needs:<8}{v['digest'][7:19]}{state}"
+            )
     if summary["adapters"]:
         console.line("\n  Adapters")
         for adapter in summary["adapters"]:

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from mdl.cli import build, imports, local, registry, run, serve, transfer, trust
+from mdl.cli import build, imports, index, local, registry, run, serve, transfer, trust
 from mdl.cli.console import error
 from mdl.spec.errors import MdlError
 
@@ -49,6 +49,7 @@ serve.register(app)
 run.register(app)
 trust.register(app)
 imports.register(app)
+index.register(app)
 
 
 def main() -> None:

@@ -45,7 +45,6 @@ def serve(
     from mdl.runtime.app import create_app
     from mdl.runtime.config import ServeConfig
     from mdl.runtime.manage import Library
-    from mdl.runtime.memory import available_bytes
     from mdl.runtime.models import ModelResolver
     from mdl.runtime.process import WorkerRunner
     from mdl.runtime.scheduler import Scheduler
@@ -54,15 +53,20 @@ def serve(
     policy = _policy()
     config = ServeConfig.from_env(os.environ)
     config = dataclasses.replace(config, host=host or config.host, port=port or config.port)
+    from mdl.store.variants import memory_budget
+
     store = Store.open()
+    budget = memory_budget()
     scheduler = Scheduler(
         WorkerRunner.start,
         max_loaded=config.max_loaded,
-        budget_bytes=available_bytes(),
+        budget_bytes=budget.bytes if budget else None,
         max_queue=config.max_queue,
     )
     service = Service(
-        ModelResolver(store),
+        ModelResolver(  # what mdl has loaded, it would free to load another variant
+            store, lambda: memory_budget(held=sum(s.want.size for s in scheduler.loaded()))
+        ),
         scheduler,
         default_keep_alive=config.keep_alive,
         max_context=config.max_context,

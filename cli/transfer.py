@@ -58,6 +58,16 @@ def pull_cmd(
         help="The trust policy to check the model against "
         "(default: MDL_POLICY, else $MDL_HOME/policy.json; none accepts anything).",
     ),
+    variant: str | None = typer.Option(
+        None,
+        "--variant",
+        metavar="TYPE",
+        help="Of an index of variants, fetch this quantization (e.g. q4_K_M) instead of the "
+        "best that fits the memory (MemAvailable, or MDL_MEMORY_LIMIT: 8GB, 512MiB, bytes).",
+    ),
+    all_variants: bool = typer.Option(
+        False, "--all-variants", help="Of an index of variants, fetch every variant."
+    ),
     as_json: bool = JSON,
     quiet: bool = QUIET,
 ) -> None:
@@ -67,7 +77,15 @@ def pull_cmd(
     reference = Reference.parse(ref)
     policy = load_policy(policy_file)
     with console.progress(enabled=not (quiet or as_json)) as progress:
-        report = pull(Store.open(), reference, insecure=insecure, progress=progress, policy=policy)
+        report = pull(
+            Store.open(),
+            reference,
+            insecure=insecure,
+            progress=progress,
+            policy=policy,
+            variant=variant,
+            all_variants=all_variants,
+        )
     _report(report, as_json, quiet, f"pulled {reference.with_registry()}")
 
 
@@ -110,6 +128,7 @@ def _report(report: CopyReport, as_json: bool, quiet: bool, done: str) -> None:
                 f"{console.human_size(report.bytes_skipped)} already present"
                 + (f", {report.referrers} referrers" if report.referrers else ""),
             ]
+            + ([f"variants: {', '.join(report.variants)}"] if report.variants else [])
         ),
     )
 

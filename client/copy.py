@@ -10,7 +10,7 @@ that is before the caller tags the root.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -22,6 +22,7 @@ from mdl.spec.descriptor import Descriptor
 from mdl.spec.digest import Digest
 from mdl.spec.errors import MdlError
 from mdl.spec.manifest import Index, Manifest
+from mdl.spec.variants import Budget, Variant, VariantError, choose, variants_of
 
 BLOB_WORKERS = 3
 MAX_DEPTH = 8
@@ -29,6 +30,8 @@ MAX_DEPTH = 8
 
 Progress = Callable[[str, int, int], None]
 """(label, bytes just moved, total bytes of that blob)"""
+Pick = Callable[[Index], Sequence[Variant] | None]
+"""Which variants of a root index to copy (None: all its manifests)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class CopyReport:
     blobs_transferred: int = 0
     blobs_skipped: int = 0
     referrers: int = 0
+    variants: list[str] = field(default_factory=list)
+    """The quantizations copied, when the root is an index of variants."""
 
 
 def copy(
@@ -66,11 +71,28 @@ def copy(
     root: Descriptor,
     reference: str | None,
     progress: Progress | None = None,
+    pick: Pick | None = None,
 ) -> CopyReport:
+    """Copy ``root`` and what it reaches; of a root index, only the manifests ``pick`` names."""
     report = CopyReport(str(root.digest))
     walk = _Walk(source, destination, progress, report)
-    walk.node(root, source.manifest(root), reference, 0)
+    walk.node(root, source.manifest(root), reference, 0, pick)
     return report
+
+
+def variant_pick(wanted: str | None, every: bool, budget: Budget | None, what: str) -> Pick:
+    """Of an index of variants, the one ``wanted`` or else the best that fits ``budget``, or
+    ``every`` one. An index without variant annotations is copied whole."""
+
+    def pick(index: Index) -> Sequence[Variant] | None:
+        variants = variants_of(index)
+        if not variants and wanted is not None:
+            raise VariantError(f"{what}: --variant {wanted}: the index has no variants")
+        if not variants or every:
+            return variants or None
+        return [choose(variants, budget, wanted, what)]
+
+    return pick
 
 
 @dataclass
@@ -81,10 +103,23 @@ class _Walk:
     report: CopyReport
     seen: set[Digest] = field(default_factory=set)
 
-    def node(self, desc: Descriptor, data: bytes, reference: str | None, depth: int) -> None:
+    def node(
+        self,
+        desc: Descriptor,
+        data: bytes,
+        reference: str | None,
+        depth: int,
+        pick: Pick | None = None,
+    ) -> None:
         doc = manifests.parse(data, desc.media_type)
         if isinstance(doc, Index):
+            picked = pick(doc) if pick else None
+            if picked is not None:
+                self.report.variants = [v.quantization for v in picked]
+            only = {v.descriptor.digest for v in picked} if picked is not None else None
             for child in doc.manifests:
+                if only is not None and child.digest not in only:
+                    continue
                 if child.media_type in mt.MANIFEST_TYPES | mt.INDEX_TYPES:
                     self.node(child, self.source.manifest(child), None, depth)
         else:

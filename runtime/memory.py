@@ -3,22 +3,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from mdl.store.variants import available_bytes
 
-MEMINFO = Path("/proc/meminfo")
-
-
-def available_bytes(meminfo: Path = MEMINFO) -> int | None:
-    """MemAvailable from /proc/meminfo, or None where there is no such file."""
-    try:
-        text = meminfo.read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key == "MemAvailable":
-            return int(value.split()[0]) * 1024
-    return None
+__all__ = ["available_bytes", "gib"]
 
 
 def gib(size: int) -> str:

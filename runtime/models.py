@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mdl.runtime.errors import BadRequest, LoadFailed, ModelMissing
+from mdl.runtime.errors import BadRequest, LoadFailed, ModelMissing, OutOfMemory
 from mdl.runtime.messages import Message
 from mdl.runtime.options import check_options
 from mdl.runtime.templates import DEFAULT_TEMPLATE
@@ -30,9 +30,11 @@ from mdl.spec.gguf import GGUFInfo, read_gguf_file
 from mdl.spec.modelpack import ANNOTATION_TEMPLATE_FORMAT
 from mdl.spec.parameters import parse_params_json
 from mdl.spec.reference import Reference
-from mdl.store.models import StoredModel, load_model
+from mdl.spec.variants import Budget, NoVariantFits, VariantError
+from mdl.store.models import StoredModel, load_manifest, model_descriptor
 from mdl.store.shards import weights_path, weights_size
 from mdl.store.store import Store
+from mdl.store.variants import memory_budget
 
 _CACHE_SIZE = 64
 
@@ -53,6 +55,8 @@ class ResolvedModel:
     messages: tuple[Message, ...]
     gguf: GGUFInfo
     modified_at: datetime
+    variant: str | None = None
+    """The quantization chosen when ``name`` is an index of variants."""
 
     @property
     def size(self) -> int:
@@ -72,8 +76,11 @@ class ResolvedModel:
 class ModelResolver:
     """Thread-safe: the service calls it from worker threads."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, budget: Callable[[], Budget | None] = memory_budget) -> None:
         self.store = store
+        self.budget = budget
+        """The memory an index's variant may need, asked at each request: a budget that
+        changes changes the variant served."""
         self._cache: OrderedDict[Digest, ResolvedModel] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -99,15 +106,24 @@ class ModelResolver:
             return model
         ref = parse_name(name)
         try:
-            stored = load_model(self.store, ref)
+            desc, choice = model_descriptor(self.store, ref, budget=self.budget)
         except NotFound as exc:
             raise ModelMissing(f"model '{name}' not found") from exc
-        model = _read(stored, _label(ref, stored.descriptor.digest))
+        except NoVariantFits as exc:
+            raise OutOfMemory(str(exc)) from exc
+        except VariantError as exc:
+            raise ModelMissing(str(exc)) from exc
+        label = _label(ref, desc.digest)
         with self._lock:
-            self._cache[model.digest] = model
-            while len(self._cache) > _CACHE_SIZE:
-                self._cache.popitem(last=False)
-        return model
+            model = self._cache.get(desc.digest)
+        if model is None:
+            model = _read(load_manifest(self.store, desc), label)
+            with self._lock:
+                self._cache[model.digest] = model
+                while len(self._cache) > _CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        variant = choice.chosen.quantization if choice else None
+        return replace(model, name=label, variant=variant)
 
     def _descriptor(self, ref: Reference, name: str) -> Descriptor:
         try:

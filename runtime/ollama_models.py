@@ -58,6 +58,7 @@ def ps_entry(slot: Slot, model: ResolvedModel) -> dict[str, Any]:
         "expires_at": timestamp(slot.expires_at) if slot.expires_at else FOREVER,
         "size_vram": 0,
         "context_length": slot.want.spec.num_ctx,
+        **({"variant": model.variant} if model.variant else {}),
     }
 
 
@@ -75,6 +76,8 @@ def show(model: ResolvedModel) -> dict[str, Any]:
         "capabilities": capabilities(model),
         "modified_at": timestamp(model.modified_at),
     }
+    if model.variant:
+        out["variant"] = model.variant
     if model.system:
         out["system"] = model.system
     if licenses:

@@ -21,6 +21,7 @@ from typing import Any
 
 from mdl.runtime.errors import BadRequest
 from mdl.runtime.runner import Sampling
+from mdl.spec.footprint import context_of
 
 INT, FLOAT, BOOL, STRINGS = "integer", "number", "boolean", "list of strings"
 
@@ -113,15 +114,12 @@ def check_options(raw: Any, where: str = "options") -> Values:
 def runner_options(
     values: Values, trained_ctx: int | None, cores: int, max_ctx: int | None = None
 ) -> RunnerOptions:
-    """``num_ctx`` defaults to 4096, or the model's trained length if smaller; larger values are
-    cut to ``max_ctx`` (default: the trained length), as Ollama cuts them to the trained
-    length; ``num_batch`` is cut to ``num_ctx``; threads default to the machine's cores."""
-    default_ctx = min(4096, trained_ctx) if trained_ctx else 4096
-    limit = min(max_ctx or trained_ctx or default_ctx, INT32)
-    num_ctx = min(values.get("num_ctx", default_ctx), limit)
+    """``num_ctx`` and ``num_batch`` as ``footprint.context_of`` sets them (the figure variant
+    annotations record); threads default to the machine's cores."""
+    num_ctx, num_batch = context_of(values, trained_ctx, max_ctx)
     return RunnerOptions(
         num_ctx=num_ctx,
-        num_batch=min(values.get("num_batch", 512), num_ctx),
+        num_batch=num_batch,
         num_thread=values.get("num_thread") or cores,
         use_mmap=values.get("use_mmap", True),
     )

@@ -18,6 +18,9 @@ from mdl.spec.gguf import ArraySummary, GGUFInfo
 
 _F16 = 2
 _F32 = 4
+DEFAULT_NUM_CTX = 4096
+DEFAULT_NUM_BATCH = 512
+_INT32 = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -50,11 +53,23 @@ def shape_of(info: GGUFInfo, file_bytes: int) -> Shape:
     )
 
 
-def estimate_bytes(shape: Shape, num_ctx: int, num_batch: int = 512) -> int:
+def estimate_bytes(shape: Shape, num_ctx: int, num_batch: int = DEFAULT_NUM_BATCH) -> int:
     kv_width = shape.embedding * shape.kv_heads // max(shape.heads, 1)
     kv_cache = 2 * shape.layers * num_ctx * kv_width * _F16
     compute = num_batch * (shape.vocab + 4 * shape.embedding) * _F32
     return shape.file_bytes + kv_cache + compute
+
+
+def context_of(
+    values: Mapping[str, Any], trained_ctx: int | None, max_ctx: int | None = None
+) -> tuple[int, int]:
+    """The ``num_ctx`` and ``num_batch`` a model loads with under options ``values``:
+    ``num_ctx`` defaults to 4096, or the trained length if smaller; larger values are cut to
+    ``max_ctx`` (default: the trained length), as Ollama cuts them; ``num_batch`` to ``num_ctx``."""
+    default_ctx = min(DEFAULT_NUM_CTX, trained_ctx) if trained_ctx else DEFAULT_NUM_CTX
+    limit = min(max_ctx or trained_ctx or default_ctx, _INT32)
+    num_ctx = min(values.get("num_ctx", default_ctx), limit)
+    return num_ctx, min(values.get("num_batch", DEFAULT_NUM_BATCH), num_ctx)
 
 
 def _int(meta: Mapping[str, Any], key: str, default: int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,9 @@ from mdl.spec.errors import StoreError
 from mdl.spec.manifest import Index, Manifest
 from mdl.spec.modelpack import ModelConfig, ModelFiles
 from mdl.spec.reference import Reference
+from mdl.spec.variants import Budget
 from mdl.store.store import Store
+from mdl.store.variants import Choice, memory_budget, stored_choice
 
 
 @dataclass(frozen=True)
@@ -52,14 +55,36 @@ def load_manifest(store: Store, desc: Descriptor) -> StoredModel:
     return StoredModel(store, desc, doc, config, ModelFiles.of(doc))
 
 
-def load_model(store: Store, ref: Reference) -> StoredModel:
-    """The model a reference names now; an index resolves to its first model manifest."""
+def load_model(
+    store: Store,
+    ref: Reference,
+    *,
+    variant: str | None = None,
+    budget: Callable[[], Budget | None] = memory_budget,
+) -> StoredModel:
+    """The model a reference names now; an index of variants resolves to the one this machine
+    uses (``variant``, else the best that fits ``budget()``; see store/variants.py), any
+    other index to its first model manifest."""
+    return load_manifest(store, model_descriptor(store, ref, variant=variant, budget=budget)[0])
+
+
+def model_descriptor(
+    store: Store,
+    ref: Reference,
+    *,
+    variant: str | None = None,
+    budget: Callable[[], Budget | None] = memory_budget,
+) -> tuple[Descriptor, Choice | None]:
+    """The model manifest ``ref`` resolves to, and the variant choice when it named an index."""
     desc = store.resolve(ref)
-    if desc.media_type in mt.INDEX_TYPES:
-        index = store.read_manifest(desc)
-        assert isinstance(index, Index)
-        models = [m for m in index.manifests if m.media_type in mt.MANIFEST_TYPES]
-        if not models:
-            raise StoreError(f"{ref}: index {desc.digest} holds no model manifest")
-        desc = models[0]
-    return load_manifest(store, desc)
+    if desc.media_type not in mt.INDEX_TYPES:
+        return desc, None
+    index = store.read_manifest(desc)
+    assert isinstance(index, Index)
+    choice = stored_choice(store, index, budget(), variant, str(ref))
+    if choice is not None:
+        return choice.chosen.descriptor, choice
+    models = [m for m in index.manifests if m.media_type in mt.MANIFEST_TYPES]
+    if not models:
+        raise StoreError(f"{ref}: index {desc.digest} holds no model manifest")
+    return models[0], None

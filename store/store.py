@@ -281,14 +281,20 @@ class Store:
             return PruneReport(*self._delete_blobs(garbage), ingest_files=len(leftovers))
 
     def closure(self, desc: Descriptor) -> set[Digest]:
-        """Every blob a manifest or index reaches, itself included; missing children are skipped."""
+        """Every blob a manifest or index reaches, itself included; missing children are skipped.
+
+        An index's manifests that are not here (variants a pull left out) are not reached at
+        all: an index is whole with any subset of its variants."""
         reached = {desc.digest}
         if desc.media_type not in mt.MANIFEST_TYPES | mt.INDEX_TYPES or not self.has_blob(
             desc.digest
         ):
             return reached
         doc = self.read_manifest(desc)
-        children = doc.blobs if isinstance(doc, Manifest) else doc.manifests
+        if isinstance(doc, Manifest):
+            children = doc.blobs
+        else:
+            children = tuple(child for child in doc.manifests if self.has_blob(child.digest))
         for child in children:
             reached |= self.closure(child)
         return reached
