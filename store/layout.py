@@ -84,7 +84,11 @@ def index_lock(root: Path) -> Path:
 
 def shard_links(mdl_home: Path, manifest: Digest) -> Path:
     """The directory where a split model's shards appear under their shard file names."""
-    return mdl_home / "shards" / manifest.hex
+    return shard_links_root(mdl_home) / manifest.hex
+
+
+def shard_links_root(mdl_home: Path) -> Path:
+    return mdl_home / "shards"
 
 
 def policy_file(mdl_home: Path) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -278,7 +279,9 @@ class Store:
                 return PruneReport(tuple(sorted(garbage)), size, len(leftovers))
             for path in leftovers:
                 path.unlink(missing_ok=True)
-            return PruneReport(*self._delete_blobs(garbage), ingest_files=len(leftovers))
+            report = PruneReport(*self._delete_blobs(garbage), ingest_files=len(leftovers))
+            self._drop_stale_shard_links()
+            return report
 
     def closure(self, desc: Descriptor) -> set[Digest]:
         """Every blob a manifest or index reaches, itself included; missing children are skipped.
@@ -322,6 +325,17 @@ class Store:
             if orphans:
                 self._write_index([e for e in entries if e not in orphans])
         return orphans
+
+    def _drop_stale_shard_links(self) -> None:
+        """Remove the shard-name links of split models whose manifest is gone."""
+        links = layout.shard_links_root(self.root.parent)
+        if not links.is_dir():
+            return
+        for directory in links.iterdir():
+            if directory.name.startswith("."):  # being made by a server right now
+                continue
+            if not self.has_blob(Digest("sha256", directory.name)):
+                shutil.rmtree(directory, ignore_errors=True)
 
     def _all_blobs(self) -> Iterator[Digest]:
         for algorithm_dir in layout.blobs_dir(self.root).iterdir():

@@ -134,3 +134,27 @@ def test_a_split_model_serves_and_llama_cpp_maps_every_shard(
     assert len(links) == 1
     names = sorted(p.name for p in links[0].iterdir())
     assert names == [f"model-0000{i}-of-00003.gguf" for i in (1, 2, 3)]
+
+
+def test_prune_removes_the_shard_links_of_a_removed_model(
+    mdl: MdlRunner, mdl_home: Path, tmp_path: Path, split: list[Path]
+) -> None:
+    from mdl.spec.reference import Reference
+    from mdl.store.models import load_model
+    from mdl.store.shards import weights_path
+    from mdl.store.store import Store
+
+    (tmp_path / "Modelfile").write_text("FROM ./split\n")
+    mdl("build", "-q", "-t", "sharded", "-t", "kept", cwd=tmp_path)
+    (tmp_path / "Modelfile").write_text("FROM ./split\nSYSTEM other\n")
+    mdl("build", "-q", "-t", "other", cwd=tmp_path)
+    store = Store.open(mdl_home)
+    for name in ("sharded", "other"):
+        path = weights_path(load_model(store, Reference.parse(name)))
+        assert path is not None and path.exists()
+    assert len(list((mdl_home / "shards").iterdir())) == 2
+    mdl("rm", "other")
+    mdl("prune")
+    left = list((mdl_home / "shards").iterdir())
+    kept = load_model(store, Reference.parse("kept")).descriptor.digest.hex
+    assert [p.name for p in left] == [kept]
