@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
+import httpx
 import uvicorn
+from oci import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, descriptor, encode, push_manifest
 from servers import RunningServer, free_port
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -45,6 +49,37 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) ->
 
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def upload(client: httpx.Client, repo: str, data: bytes) -> str:
+    """POST then PUT, as distribution 2.8 takes a blob (it has no monolithic POST)."""
+    started = client.post(f"/v2/{repo}/blobs/uploads/")
+    assert started.status_code == 202, started.text
+    digest = sha256(data)
+    location = started.headers["location"]
+    location += ("&" if "?" in location else "?") + urlencode({"digest": digest})
+    done = client.put(location, content=data)
+    assert done.status_code == 201, done.text
+    return digest
+
+
+def image(client: httpx.Client, repo: str, tag: str | None) -> tuple[str, bytes]:
+    """A small image (a config, one random layer) pushed as distribution 2.8 takes it."""
+    config = encode({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers"}})
+    layer = os.urandom(300)
+    upload(client, repo, config)
+    upload(client, repo, layer)
+    body = encode(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor(OCI_CONFIG, config),
+            "layers": [descriptor(OCI_LAYER, layer)],
+        }
+    )
+    pushed = push_manifest(client, repo, tag, body, OCI_MANIFEST)
+    assert pushed.status_code == 201, pushed.text
+    return sha256(body), body
 
 
 @dataclass

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import bcrypt
 import httpx
@@ -25,14 +24,13 @@ import pytest
 from oci import (
     OCI_CONFIG,
     OCI_INDEX,
-    OCI_LAYER,
     OCI_MANIFEST,
     descriptor,
     encode,
     errors,
     push_manifest,
 )
-from proxy_peers import MiB, sha256, start_standin, upstream_requests, wait_for
+from proxy_peers import MiB, image, sha256, start_standin, upload, upstream_requests, wait_for
 from servers import RunningServer, free_port, start_distribution, start_mdl_registry
 
 MdlRunner = Any
@@ -52,37 +50,6 @@ def cache(
     root = tmp_path_factory.mktemp("cache")
     with start_mdl_registry(root, "--proxy", upstream.url) as server:
         yield server
-
-
-def _upload(client: httpx.Client, repo: str, data: bytes) -> str:
-    """POST then PUT, as distribution 2.8 takes a blob (it has no monolithic POST)."""
-    started = client.post(f"/v2/{repo}/blobs/uploads/")
-    assert started.status_code == 202, started.text
-    digest = sha256(data)
-    location = started.headers["location"]
-    location += ("&" if "?" in location else "?") + urlencode({"digest": digest})
-    done = client.put(location, content=data)
-    assert done.status_code == 201, done.text
-    return digest
-
-
-def _image(client: httpx.Client, repo: str, tag: str | None) -> tuple[str, bytes]:
-    """A small image (a config, one random layer) pushed as distribution 2.8 takes it."""
-    config = encode({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers"}})
-    layer = os.urandom(300)
-    _upload(client, repo, config)
-    _upload(client, repo, layer)
-    body = encode(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": descriptor(OCI_CONFIG, config),
-            "layers": [descriptor(OCI_LAYER, layer)],
-        }
-    )
-    pushed = push_manifest(client, repo, tag, body, OCI_MANIFEST)
-    assert pushed.status_code == 201, pushed.text
-    return sha256(body), body
 
 
 def _build(mdl: MdlRunner, models_dir: Path, tmp_path: Path) -> str:
@@ -148,7 +115,7 @@ def test_concurrent_pulls_of_an_uncached_blob_make_one_upstream_get(
 ) -> None:
     data = os.urandom(24 * MiB)
     with httpx.Client(base_url=upstream.url, timeout=60) as client:
-        digest = _upload(client, "team/big", data)
+        digest = upload(client, "team/big", data)
 
     def pull(_: int) -> tuple[str, str]:
         with httpx.Client(timeout=60) as client:
@@ -230,7 +197,7 @@ def test_corrupt_upstream_content_is_never_stored(tmp_path: Path) -> None:
 def test_tag_revalidated_after_the_ttl_follows_a_moved_tag(tmp_path: Path) -> None:
     with start_distribution(tmp_path / "upstream") as upstream:
         with httpx.Client(base_url=upstream.url, timeout=60) as client:
-            old, _ = _image(client, "team/moving", "v1")
+            old, _ = image(client, "team/moving", "v1")
         with start_mdl_registry(
             tmp_path / "cache", "--proxy", upstream.url, "--proxy-ttl", "1s"
         ) as cache:
@@ -249,7 +216,7 @@ def test_tag_revalidated_after_the_ttl_follows_a_moved_tag(tmp_path: Path) -> No
             assert len(upstream_requests(upstream, "GET", "/team/moving/manifests/v1")) == 1
 
             with httpx.Client(base_url=upstream.url, timeout=60) as client:
-                new, _ = _image(client, "team/moving", "v1")
+                new, _ = image(client, "team/moving", "v1")
             wait_for(
                 lambda: httpx.get(url).headers["docker-content-digest"] == new,
                 "the moved tag after the TTL",
@@ -262,9 +229,9 @@ def test_a_down_upstream_leaves_cached_tags_served(tmp_path: Path) -> None:
     upstream = start_distribution(tmp_path / "upstream")
     with upstream:
         with httpx.Client(base_url=upstream.url, timeout=60) as client:
-            digest, body = _image(client, "team/kept", "v1")
+            digest, body = image(client, "team/kept", "v1")
             layer = encode({})  # a blob the cache never fetches
-            other = _upload(client, "team/kept", layer)
+            other = upload(client, "team/kept", layer)
         with start_mdl_registry(
             tmp_path / "cache", "--proxy", upstream.url, "--proxy-ttl", "1s"
         ) as cache:
@@ -327,7 +294,7 @@ def test_tags_list_comes_from_upstream_sorted_and_catalog_from_the_cache(
 ) -> None:
     with httpx.Client(base_url=upstream.url, timeout=60) as client:
         for tag in ("a", "b", "c"):
-            _image(client, "team/listed", tag)
+            image(client, "team/listed", tag)
     with httpx.Client(base_url=cache.url) as client:
         assert client.get("/v2/team/listed/tags/list").json()["tags"] == ["a", "b", "c"]
         page = client.get("/v2/team/listed/tags/list", params={"n": 2})
@@ -342,7 +309,7 @@ def test_tags_list_comes_from_upstream_sorted_and_catalog_from_the_cache(
 def test_upstream_behind_htpasswd(tmp_path: Path, mdl: MdlRunner, models_dir: Path) -> None:
     with start_distribution(tmp_path / "upstream", ("alice", "s3cret")) as upstream:
         with httpx.Client(base_url=upstream.url, auth=("alice", "s3cret"), timeout=60) as client:
-            digest, _ = _image(client, "team/private", "v1")
+            digest, _ = image(client, "team/private", "v1")
         (tmp_path / "password").write_text("s3cret\n")
         args = ("--proxy-user", "alice", "--proxy-password-file", str(tmp_path / "password"))
         with start_mdl_registry(tmp_path / "cache", "--proxy", upstream.url, *args) as cache:
@@ -372,7 +339,7 @@ def test_upstream_with_a_token_flow(tmp_path: Path) -> None:
                 auth=("carol", "pw"),
             ).json()["token"]
             client.headers["Authorization"] = f"Bearer {token}"
-            digest, _ = _image(client, "carol/m", "v1")
+            digest, _ = image(client, "carol/m", "v1")
         args = ("--proxy-user", "carol", "--proxy-password-file", str(tmp_path / "password"))
         with start_mdl_registry(tmp_path / "cache", "--proxy", upstream.url, *args) as cache:
             answer = httpx.get(f"{cache.url}/v2/carol/m/manifests/v1")
@@ -402,7 +369,7 @@ def test_manifest_by_digest_and_an_index_child(
     upstream: RunningServer, cache: RunningServer
 ) -> None:
     with httpx.Client(base_url=upstream.url, timeout=60) as client:
-        child, body = _image(client, "team/indexed", None)
+        child, body = image(client, "team/indexed", None)
         index = encode(
             {
                 "schemaVersion": 2,
