@@ -1,0 +1,152 @@
+"""The pull-through cache (``mdl registry serve --proxy``): a warm pull through it against a
+pull from the same storage served without ``--proxy``.
+
+Goal (from the issue): the warm pull at least 0.9x the plain one. The upstream is Debian's
+``docker-registry`` (distribution 2.8) holding a tagged image whose one layer is
+``--size-mib``; the cache fills once (untimed), then a second ``mdl registry serve`` on the
+same root, without ``--proxy``, is the baseline. A pull is what a client does: the manifest by
+tag (the cache's TTL is not over, so the upstream is not asked), then the layer, both with curl.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from common import (
+    Check,
+    Contender,
+    FamilyResult,
+    MiB,
+    Options,
+    Timing,
+    run_interleaved,
+    time_subprocess,
+)
+from registry_bench import OCI_MANIFEST, _descriptor, _write_blob
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from servers import RunningServer, start_distribution, start_mdl_registry
+
+NAME = "proxy"
+GOAL = 0.9
+REPO = "bench/pulled"
+
+
+def run(options: Options) -> FamilyResult:
+    for tool in ("curl", "docker-registry"):
+        if shutil.which(tool) is None:
+            raise RuntimeError(f"the proxy benchmark needs {tool} (scripts/setup.sh installs it)")
+    layer = options.workdir / "layer.bin"
+    digest = _write_blob(layer, options.size_mib * MiB)
+    size = layer.stat().st_size
+    root = options.workdir / "cache"
+    with start_distribution(options.workdir / "upstream") as upstream:
+        _push_image(upstream, layer, digest)
+        quiet = "--no-access-log"
+        with (
+            start_mdl_registry(root, quiet, "--proxy", upstream.url) as cache,
+            start_mdl_registry(root, quiet) as plain,
+        ):
+            _pull(cache, digest, size)()  # fills the cache (untimed)
+            through, direct = (
+                Timing("warm pull via the cache", size),
+                Timing("same storage, no --proxy", size),
+            )
+            run_interleaved(
+                [
+                    Contender(
+                        (through, direct),
+                        _pair(_pull(cache, digest, size), _pull(plain, digest, size)),
+                    )
+                ],
+                options.repeat,
+            )
+    ratios = sorted(d / t for d, t in zip(direct.samples, through.samples, strict=True))
+    ratio = statistics.median(ratios)
+    check = Check("warm pull via cache vs plain", ratio, "x", f"≥ {GOAL:.2f}x", ratio >= GOAL)
+    notes = (
+        f"{size / MiB:.0f} MiB random layer, {options.repeat} rounds; one untimed warm-up "
+        "round; each round pulls through both back to back (the order alternating) and the "
+        "figure is the median of the per-round ratios, so load on this shared machine hits "
+        "both alike",
+        "a pull: curl GET of the manifest by tag, then of the layer to /dev/null (one shell, "
+        "curl's start-up included)",
+        "both: mdl registry serve, granian, 1 worker, access log off, one root; the cache with "
+        "--proxy to distribution 2.8 (default TTL, so tags are not revalidated)",
+    )
+    return FamilyResult(NAME, "pull-through cache", notes, (through, direct), (check,))
+
+
+def _push_image(upstream: RunningServer, layer: Path, digest: str) -> None:
+    """The layer (streamed by curl), a config and a tagged manifest, POST then PUT."""
+    config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
+    config_path = layer.with_name("config.json")
+    config_path.write_bytes(config)
+    config_digest = f"sha256:{hashlib.sha256(config).hexdigest()}"
+    for path, blob_digest in ((layer, digest), (config_path, config_digest)):
+        script = (
+            'loc=$(curl -sS -X POST -D - -o /dev/null "$1/v2/$2/blobs/uploads/" '
+            "| tr -d '\\r' | sed -n 's/^[Ll]ocation: //p'); "
+            'case "$loc" in http*) ;; *) loc="$1$loc" ;; esac; '
+            'curl -sS -f -o /dev/null -X PUT -H "Expect:" -T "$3" "$loc&digest=$4"'
+        )
+        time_subprocess(["sh", "-c", script, "sh", upstream.url, REPO, str(path), blob_digest])
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": _descriptor("application/vnd.oci.image.config.v1+json", config),
+        "layers": [
+            {
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": digest,
+                "size": layer.stat().st_size,
+            }
+        ],
+    }
+    subprocess.run(
+        [
+            "curl", "-sS", "-f", "-o", "/dev/null", "-X", "PUT",
+            "-H", f"Content-Type: {OCI_MANIFEST}", "--data-binary", json.dumps(manifest),
+            f"{upstream.url}/v2/{REPO}/manifests/v1",
+        ],
+        check=True,
+    )  # fmt: skip
+
+
+def _pair(
+    first: Callable[[], tuple[float]], second: Callable[[], tuple[float]]
+) -> Callable[[], tuple[float, float]]:
+    """Both measurements of one round, taken back to back, in alternating order."""
+    rounds = iter(range(1_000_000))
+
+    def measure() -> tuple[float, float]:
+        if next(rounds) % 2:
+            (b,), (a,) = second(), first()
+        else:
+            (a,), (b,) = first(), second()
+        return a, b
+
+    return measure
+
+
+def _pull(server: RunningServer, digest: str, size: int) -> Callable[[], tuple[float]]:
+    script = (
+        'curl -sS -f -o /dev/null -H "Accept: $2" "$1/manifests/v1" && '
+        'curl -sS -f -o /dev/null -w "%{size_download}" "$1/blobs/$3"'
+    )
+    argv = ["sh", "-c", script, "sh", f"{server.url}/v2/{REPO}", OCI_MANIFEST, digest]
+
+    def measure() -> tuple[float]:
+        elapsed, out = time_subprocess(argv)
+        if int(out) != size:
+            raise RuntimeError(f"{server.url}: the layer came back with {out} bytes")
+        return (elapsed,)
+
+    return measure
