@@ -385,3 +385,43 @@ def test_manifest_by_digest_and_an_index_child(
         assert client.get(f"/v2/team/indexed/manifests/{child}").content == body
         assert client.get(f"/v2/team/indexed/manifests/{child}").headers["cache-status"] == HIT
     assert len(upstream_requests(upstream, "GET", f"/team/indexed/manifests/{child}")) == 1
+
+
+def test_ranges_of_an_uncached_blob_share_its_download(
+    upstream: RunningServer, cache: RunningServer
+) -> None:
+    data = os.urandom(5 * MiB + 3)
+    with httpx.Client(base_url=upstream.url, timeout=60) as client:
+        digest = upload(client, "team/ranged", data)
+    url = f"{cache.url}/v2/team/ranged/blobs/{digest}"
+    spans = [(0, 99), (3 * MiB, 4 * MiB), (len(data) - 10, len(data) - 1)]
+
+    def fetch(span: tuple[int, int]) -> httpx.Response:
+        return httpx.get(url, headers={"Range": f"bytes={span[0]}-{span[1]}"}, timeout=60)
+
+    with ThreadPoolExecutor(len(spans)) as pool:
+        answers = list(pool.map(fetch, spans))
+    for (first, last), answer in zip(spans, answers, strict=True):
+        assert answer.status_code == 206 and answer.content == data[first : last + 1]
+        assert answer.headers["content-range"] == f"bytes {first}-{last}/{len(data)}"
+    wait_for(lambda: upstream_requests(upstream, "GET", digest) != [], "the upstream GET")
+    assert len(upstream_requests(upstream, "GET", digest)) == 1
+    past = httpx.get(url, headers={"Range": f"bytes={len(data)}-"})
+    assert past.status_code == 416 and past.headers["content-range"] == f"bytes */{len(data)}"
+
+
+def test_a_blob_cached_for_one_repository_is_linked_for_another_that_has_it(
+    upstream: RunningServer, cache: RunningServer
+) -> None:
+    data = os.urandom(1000)
+    with httpx.Client(base_url=upstream.url, timeout=60) as client:
+        digest = upload(client, "team/first", data)
+        upload(client, "team/second", data)
+        image(client, "team/third", "v1")  # the repository exists, without that blob
+    assert httpx.get(f"{cache.url}/v2/team/first/blobs/{digest}").content == data
+    second = httpx.get(f"{cache.url}/v2/team/second/blobs/{digest}")
+    assert second.content == data and second.headers["cache-status"] == HIT
+    assert upstream_requests(upstream, "GET", f"/team/second/blobs/{digest}") == []
+    assert len(upstream_requests(upstream, "HEAD", f"/team/second/blobs/{digest}")) == 1
+    third = httpx.get(f"{cache.url}/v2/team/third/blobs/{digest}")
+    assert third.status_code == 404 and errors(third) == ["BLOB_UNKNOWN"]
