@@ -14,12 +14,13 @@ import hashlib
 import json
 import shutil
 import statistics
-import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 from common import (
+    CHUNK,
     Check,
     Contender,
     FamilyResult,
@@ -85,39 +86,41 @@ def run(options: Options) -> FamilyResult:
 
 
 def _push_image(upstream: RunningServer, layer: Path, digest: str) -> None:
-    """The layer (streamed by curl), a config and a tagged manifest, POST then PUT."""
+    """The layer (streamed), a config and a tagged manifest, each blob POST then PUT."""
     config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
-    config_path = layer.with_name("config.json")
-    config_path.write_bytes(config)
     config_digest = f"sha256:{hashlib.sha256(config).hexdigest()}"
-    for path, blob_digest in ((layer, digest), (config_path, config_digest)):
-        script = (
-            'loc=$(curl -sS -X POST -D - -o /dev/null "$1/v2/$2/blobs/uploads/" '
-            "| tr -d '\\r' | sed -n 's/^[Ll]ocation: //p'); "
-            'case "$loc" in http*) ;; *) loc="$1$loc" ;; esac; '
-            'curl -sS -f -o /dev/null -X PUT -H "Expect:" -T "$3" "$loc&digest=$4"'
+    with httpx.Client(base_url=upstream.url, timeout=600) as client:
+        for body, blob_digest in ((_chunks(layer), digest), (config, config_digest)):
+            location = client.post(f"/v2/{REPO}/blobs/uploads/").headers["location"]
+            separator = "&" if "?" in location else "?"
+            put = client.put(f"{location}{separator}digest={blob_digest}", content=body)
+            if put.status_code != 201:
+                raise RuntimeError(f"{upstream.url}: blob PUT {put.status_code}")
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": _descriptor("application/vnd.oci.image.config.v1+json", config),
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": digest,
+                    "size": layer.stat().st_size,
+                }
+            ],
+        }
+        answer = client.put(
+            f"/v2/{REPO}/manifests/v1",
+            content=json.dumps(manifest).encode(),
+            headers={"Content-Type": OCI_MANIFEST},
         )
-        time_subprocess(["sh", "-c", script, "sh", upstream.url, REPO, str(path), blob_digest])
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": _descriptor("application/vnd.oci.image.config.v1+json", config),
-        "layers": [
-            {
-                "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                "digest": digest,
-                "size": layer.stat().st_size,
-            }
-        ],
-    }
-    subprocess.run(
-        [
-            "curl", "-sS", "-f", "-o", "/dev/null", "-X", "PUT",
-            "-H", f"Content-Type: {OCI_MANIFEST}", "--data-binary", json.dumps(manifest),
-            f"{upstream.url}/v2/{REPO}/manifests/v1",
-        ],
-        check=True,
-    )  # fmt: skip
+        if answer.status_code != 201:
+            raise RuntimeError(f"{upstream.url}: manifest PUT {answer.status_code}")
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as source:
+        while chunk := source.read(CHUNK):
+            yield chunk
 
 
 def _pair(

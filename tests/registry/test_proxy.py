@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ from oci import (
 )
 from proxy_peers import MiB, image, sha256, start_standin, upload, upstream_requests, wait_for
 from servers import RunningServer, free_port, start_distribution, start_mdl_registry
+from test_registry_mdl_client import build_tiny
 
 MdlRunner = Any
 HIT = "mdl; hit"
@@ -52,15 +52,6 @@ def cache(
         yield server
 
 
-def _build(mdl: MdlRunner, models_dir: Path, tmp_path: Path) -> str:
-    work = tmp_path / "model"
-    work.mkdir()
-    shutil.copy(models_dir / "tiny.gguf", work / "tiny.gguf")
-    (work / "Modelfile").write_text("FROM ./tiny.gguf\nSYSTEM hello\n")
-    digest: str = mdl("build", "-t", "tiny:1", "-q", cwd=work).out.strip()
-    return digest
-
-
 def test_second_pull_asks_upstream_for_no_blob(
     mdl: MdlRunner,
     models_dir: Path,
@@ -68,7 +59,7 @@ def test_second_pull_asks_upstream_for_no_blob(
     upstream: RunningServer,
     cache: RunningServer,
 ) -> None:
-    digest = _build(mdl, models_dir, tmp_path)
+    digest = build_tiny(mdl, models_dir, tmp_path)
     mdl("push", "tiny:1", f"{upstream.host}/team/tiny:1")
     first = mdl(
         "pull", f"{cache.host}/team/tiny:1", "--json", env={"MDL_HOME": str(tmp_path / "a")}
@@ -268,7 +259,7 @@ def test_pushes_and_deletes_are_refused_with_unsupported(
         ]
     for answer in answers:
         assert answer.status_code == 405 and errors(answer) == ["UNSUPPORTED"]
-    _build(mdl, models_dir, tmp_path)
+    build_tiny(mdl, models_dir, tmp_path)
     refused = mdl("push", "tiny:1", f"{cache.host}/team/pushed:1", ok=False)
     assert refused.code != 0 and "UNSUPPORTED" in refused.err
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from oci import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, descriptor, encode, push_ma
 from proxy_peers import MiB, upload, upstream_requests, wait_for
 from rgw import Rgw
 from servers import start_distribution
+from test_registry_mdl_client import build_tiny
 
 MdlRunner = Callable[..., Any]
 
@@ -33,11 +33,7 @@ def test_cache_on_s3_fills_the_bucket_once(
 ) -> None:
     bucket = rgw.bucket()
     with start_distribution(tmp_path / "upstream") as upstream:
-        work = tmp_path / "model"
-        work.mkdir()
-        shutil.copy(models_dir / "tiny.gguf", work / "tiny.gguf")
-        (work / "Modelfile").write_text("FROM ./tiny.gguf\n")
-        digest = mdl("build", "-t", "tiny:1", "-q", cwd=work).out.strip()
+        digest = build_tiny(mdl, models_dir, tmp_path)
         mdl("push", "tiny:1", f"{upstream.host}/team/tiny:1")
         big = os.urandom(12 * MiB + 7)  # three S3 parts
         config = encode({"architecture": "amd64", "os": "linux"})
