@@ -44,6 +44,7 @@ T = TypeVar("T")
 CACHE_STATUS = "Cache-Status"
 HIT = "mdl; hit"
 MISS = "mdl; fwd=miss; stored"
+FORWARDED = "mdl; fwd=miss"
 COLLAPSED = "mdl; fwd=miss; collapsed"
 REVALIDATED = "mdl; fwd=stale; fwd-status=200"
 STALE = 'mdl; hit; detail="upstream unreachable, tag not revalidated"'
@@ -157,7 +158,7 @@ class Proxy:
             await run_in_threadpool(self.repos.link_blob, name, digest)
             return None
         if head:
-            return Passing(await self.upstream.blob_size(name, str(digest)), MISS)
+            return Passing(await self.upstream.blob_size(name, str(digest)), FORWARDED)
         fetch, status = self._fetches.get((name, digest)), COLLAPSED
         if fetch is None:
             fetch, status = self._start(name, digest), MISS
@@ -182,9 +183,8 @@ class Proxy:
 
     async def _download(self, fetch: BlobFetch) -> None:
         try:
-            if await run_in_threadpool(self.repos.has_bytes, fetch.digest):  # stored meanwhile
-                await run_in_threadpool(self.repos.link_blob, fetch.name, fetch.digest)
-                fetch.end()
+            if await run_in_threadpool(self.repos.has_blob, fetch.name, fetch.digest):
+                fetch.end()  # stored meanwhile
                 return
             async with self.upstream.blob(fetch.name, str(fetch.digest)) as response:
                 await fetch.run(response, self.uploads)
