@@ -138,9 +138,17 @@ def test_first_bytes_flow_before_the_upstream_finishes(tmp_path: Path) -> None:
             pieces = answer.iter_raw()
             first = next(pieces)
             assert first and not gate.is_set()  # the upstream has sent only its first MiB
-            gate.set()
+            assert httpx.get(f"{cache.url}/v2/", timeout=5).status_code == 200  # not blocked
+            with httpx.stream("GET", answer.url, timeout=60) as joined:
+                assert joined.headers["cache-status"] == "mdl; fwd=miss; collapsed"
+                joined_pieces = joined.iter_raw()
+                joined_first = next(joined_pieces)  # from the same spool, still held upstream
+                assert joined_first and not gate.is_set()
+                gate.set()
+                assert sha256(joined_first + b"".join(joined_pieces)) == digest
             body = first + b"".join(pieces)
         assert sha256(body) == digest
+        assert standin.sent == [f"GET /v2/team/held/blobs/{digest}"]
 
 
 def test_corrupt_upstream_content_is_never_stored(tmp_path: Path) -> None:
