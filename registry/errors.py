@@ -56,6 +56,7 @@ class ErrorCode(Enum):
     UPSTREAM_FAILED = ("UNKNOWN", 502, "the upstream registry answered with an error")
     UPSTREAM_CORRUPT = ("UNKNOWN", 502, "the upstream registry sent content that fails its digest")
     UPSTREAM_UNAVAILABLE = ("UNAVAILABLE", 503, "the upstream registry cannot be reached")
+    UPSTREAM_RATE_LIMITED = ("TOOMANYREQUESTS", 429, "the upstream registry is rate-limiting us")
     NOT_FOUND = ("NOT_FOUND", 404, "no such endpoint")
     BAD_REQUEST = ("UNSUPPORTED", 400, "malformed request")
     STORAGE_FULL = ("UNKNOWN", 507, "no space left in the registry's storage")

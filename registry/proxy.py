@@ -47,8 +47,8 @@ MISS = "mdl; fwd=miss; stored"
 FORWARDED = "mdl; fwd=miss"
 COLLAPSED = "mdl; fwd=miss; collapsed"
 REVALIDATED = "mdl; fwd=stale; fwd-status=200"
-STALE = 'mdl; hit; detail="upstream unreachable, tag not revalidated"'
-STALE_TAGS = 'mdl; hit; detail="upstream unreachable, cached tags"'
+STALE = 'mdl; hit; detail="upstream down, tag not revalidated"'
+STALE_TAGS = 'mdl; hit; detail="upstream down, cached tags"'
 ACCEPT = ", ".join(sorted(KNOWN_TYPES))
 
 

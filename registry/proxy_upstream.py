@@ -8,8 +8,9 @@ redirected to storage) is never answered, and credentials never go over plain HT
 when the upstream speaks HTTPS. Nothing here logs a header.
 
 Upstream answers become the registry's own errors: 404 is MANIFEST_UNKNOWN, BLOB_UNKNOWN or
-NAME_UNKNOWN; 401/403 UPSTREAM_DENIED; any other status UPSTREAM_FAILED (502); no answer at all
-UPSTREAM_UNAVAILABLE (503). ``DOWN`` are the two that mean "the upstream is not serving".
+NAME_UNKNOWN; 401/403 UPSTREAM_DENIED; 429 UPSTREAM_RATE_LIMITED (with its ``Retry-After``);
+any other status UPSTREAM_FAILED (502); no answer at all UPSTREAM_UNAVAILABLE (503). ``DOWN``
+are those that mean "the upstream is not serving now".
 
 This is not ``mdl.client``: the registry may not import it (``client`` and ``registry`` are
 sibling layers), and the client is synchronous, while the cache must not hold a thread for
@@ -33,7 +34,9 @@ from mdl.registry.errors import ErrorCode, OCIError
 from mdl.spec.challenge import Challenge, parse_challenges
 
 DEFAULT_TTL = 168 * 3600.0
-DOWN = frozenset({ErrorCode.UPSTREAM_UNAVAILABLE, ErrorCode.UPSTREAM_FAILED})
+DOWN = frozenset(
+    {ErrorCode.UPSTREAM_UNAVAILABLE, ErrorCode.UPSTREAM_FAILED, ErrorCode.UPSTREAM_RATE_LIMITED}
+)
 _UNKNOWN = {
     "manifest": ErrorCode.MANIFEST_UNKNOWN,
     "blob": ErrorCode.BLOB_UNKNOWN,
@@ -181,7 +184,7 @@ class Upstream:
             raise _unreachable(exc) from None
         try:
             if response.status_code != 200:
-                raise _error(response.status_code, kind, detail)
+                raise _error(response, kind, detail)
             yield response
         except httpx.HTTPError as exc:
             raise _unreachable(exc) from None
@@ -255,7 +258,12 @@ def _next_page(link: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _error(status: int, kind: str, detail: object) -> OCIError:
+def _error(response: httpx.Response, kind: str, detail: object) -> OCIError:
+    status = response.status_code
+    if status == 429:
+        wait = response.headers.get("Retry-After", "")
+        headers = {"Retry-After": wait} if wait.isascii() and wait.isdigit() else {}
+        return OCIError(ErrorCode.UPSTREAM_RATE_LIMITED, {"upstream_status": 429}, headers)
     if status == 404:
         return OCIError(_UNKNOWN[kind], detail)
     if status in (401, 403):

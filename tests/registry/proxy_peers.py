@@ -96,6 +96,8 @@ class StandIn:
     """Blob digests whose first MiB is sent at once and the rest once the event is set."""
     sent: list[str] = field(default_factory=list)
     """``METHOD path`` of every request."""
+    refuse: dict[str, int] = field(default_factory=dict)
+    """path -> a status to answer it with instead (429 comes with ``Retry-After: 7``)."""
 
     def app(self) -> Starlette:
         async def base(request: Request) -> Response:
@@ -103,6 +105,8 @@ class StandIn:
 
         async def manifest(request: Request) -> Response:
             self.sent.append(f"{request.method} {request.url.path}")
+            if status := self.refuse.get(request.url.path):
+                return JSONResponse({"errors": []}, status, {"Retry-After": "7"})
             found = self.manifests.get(request.path_params["reference"])
             if found is None:
                 return JSONResponse({"errors": [{"code": "MANIFEST_UNKNOWN"}]}, 404)

@@ -242,7 +242,7 @@ def test_a_down_upstream_leaves_cached_tags_served(tmp_path: Path) -> None:
             def stale() -> bool:
                 answer = httpx.get(url)
                 assert answer.status_code == 200 and answer.content == body
-                return "upstream unreachable" in answer.headers["cache-status"]
+                return "upstream down" in answer.headers["cache-status"]
 
             wait_for(stale, "the cached tag served stale")
             assert "serving team/kept:v1 as cached" in cache.log()
@@ -251,7 +251,7 @@ def test_a_down_upstream_leaves_cached_tags_served(tmp_path: Path) -> None:
             assert missing.status_code == 503 and errors(missing) == ["UNAVAILABLE"]
             tags = httpx.get(f"{cache.url}/v2/team/kept/tags/list")
             assert tags.json() == {"name": "team/kept", "tags": ["v1"]}
-            assert "upstream unreachable" in tags.headers["cache-status"]
+            assert "upstream down" in tags.headers["cache-status"]
             assert httpx.get(f"{cache.url}/v2/team/kept/manifests/{digest}").status_code == 200
 
 
@@ -424,3 +424,32 @@ def test_a_blob_cached_for_one_repository_is_linked_for_another_that_has_it(
     assert len(upstream_requests(upstream, "HEAD", f"/team/second/blobs/{digest}")) == 1
     third = httpx.get(f"{cache.url}/v2/team/third/blobs/{digest}")
     assert third.status_code == 404 and errors(third) == ["BLOB_UNKNOWN"]
+
+
+def test_a_rate_limited_upstream_is_toomanyrequests_and_leaves_cached_tags_served(
+    tmp_path: Path,
+) -> None:
+    config = encode({"architecture": "amd64", "os": "linux"})
+    manifest = encode(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor(OCI_CONFIG, config),
+            "layers": [],
+        }
+    )
+    with start_standin() as standin:
+        standin.manifests["v1"] = (manifest, OCI_MANIFEST, sha256(manifest))
+        standin.refuse["/v2/team/limited/manifests/v2"] = 429
+        args = ("--proxy", standin.url, "--proxy-ttl", "1s")
+        with start_mdl_registry(tmp_path / "cache", *args) as cache:
+            limited = httpx.get(f"{cache.url}/v2/team/limited/manifests/v2")
+            assert limited.status_code == 429 and errors(limited) == ["TOOMANYREQUESTS"]
+            assert limited.headers["retry-after"] == "7"
+            url = f"{cache.url}/v2/team/limited/manifests/v1"
+            assert httpx.get(url).content == manifest
+            standin.refuse["/v2/team/limited/manifests/v1"] = 429
+            wait_for(
+                lambda: "upstream down" in httpx.get(url).headers["cache-status"],
+                "the cached tag served while the upstream refuses",
+            )
