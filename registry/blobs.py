@@ -155,7 +155,7 @@ class Spooled(StreamingResponse):
         except OCIError as exc:
             log.warning("%s: answer cut short: %s", scope.get("path"), exc)
         finally:
-            os.close(self.fd)
+            await run_in_threadpool(os.close, self.fd)
 
 
 async def _pieces(reader: BinaryIO, offset: int, length: int, size: int) -> AsyncIterator[bytes]:

@@ -111,13 +111,15 @@ class BlobFetch:
                 log.warning("proxy fetch of %s@%s: %s", *self._id, error)
             elif error is not None:
                 log.error("upstream sent %s@%s with a wrong digest: not stored", *self._id)
-            self._end(error)
+            spool = self._end(error)
+            if spool >= 0:  # the last close frees the spool's blocks: not on the loop
+                await run_in_threadpool(os.close, spool)
 
     def end(self, error: OCIError | None = None) -> None:
         """End a download that never ran: the blob was stored meanwhile (no ``error``), or
         the upstream refused it."""
         if not self.finished:
-            self._end(error)
+            self._end(error)  # no spool yet
 
     @property
     def _id(self) -> tuple[str, Digest]:
@@ -128,16 +130,16 @@ class BlobFetch:
         self._readable = self._written - 1
         self._notify()
 
-    def _end(self, error: OCIError | None) -> None:
+    def _end(self, error: OCIError | None) -> int:
+        """Finish, and hand back the spool's descriptor (-1 if none) for the caller to close."""
         self.error = error
         self.finished = True
         if error is None:
             self._readable = self._written
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        spool, self._fd = self._fd, -1
         self.started.set()
         self._notify()
+        return spool
 
     def _notify(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
