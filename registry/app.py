@@ -133,7 +133,12 @@ def create_app(
             Middleware(
                 BrowserGuard, policy=browser if auth is None else None, error_body=_browser_error
             ),
-            Middleware(Gate, auth=auth, read_only=read_only or proxy is not None),
+            Middleware(
+                Gate,
+                auth=auth,
+                read_only=read_only or proxy is not None,
+                refusal=ErrorCode.CACHE_READ_ONLY if proxy is not None else ErrorCode.READ_ONLY,
+            ),
         ],
         exception_handlers={
             OCIError: _oci_error,

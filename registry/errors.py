@@ -47,6 +47,11 @@ class ErrorCode(Enum):
     DENIED = ("DENIED", 403, "requested access to the resource is denied")
     UNSUPPORTED = ("UNSUPPORTED", 405, "the operation is unsupported")
     READ_ONLY = ("UNSUPPORTED", 405, "the registry is read-only")
+    CACHE_READ_ONLY = (
+        "UNSUPPORTED",
+        405,
+        "the registry is a pull-through cache: push to (or delete from) its upstream",
+    )
     UPSTREAM_DENIED = (
         "DENIED",
         403,

@@ -267,6 +267,7 @@ def test_pushes_and_deletes_are_refused_with_unsupported(
         ]
     for answer in answers:
         assert answer.status_code == 405 and errors(answer) == ["UNSUPPORTED"]
+        assert "pull-through cache" in answer.json()["errors"][0]["message"]
     build_tiny(mdl, models_dir, tmp_path)
     refused = mdl("push", "tiny:1", f"{cache.host}/team/pushed:1", ok=False)
     assert refused.code != 0 and "UNSUPPORTED" in refused.err
