@@ -3,7 +3,9 @@
 HEAD answers from the object's metadata. On a backend with URLs of its own (S3), GET is a 307
 to a presigned URL unless redirects are off. A local file is sent with ``FileResponse`` (the
 ASGI server's sendfile/pathsend when it has one); a range, or a backend without local files,
-streams from a reader in 1 MiB pieces (4 MiB from an object store).
+streams from a reader in 1 MiB pieces (4 MiB from an object store). On a pull-through cache, a
+blob the repository does not link comes from ``Proxy.blob``: streamed from its download's spool
+as it arrives, then served like any other.
 """
 
 from __future__ import annotations
