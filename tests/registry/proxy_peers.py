@@ -63,20 +63,27 @@ def upload(client: httpx.Client, repo: str, data: bytes) -> str:
     return digest
 
 
-def image(client: httpx.Client, repo: str, tag: str | None) -> tuple[str, bytes]:
-    """A small image (a config, one random layer) pushed as distribution 2.8 takes it."""
-    config = encode({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers"}})
-    layer = os.urandom(300)
-    upload(client, repo, config)
-    upload(client, repo, layer)
-    body = encode(
+CONFIG = encode({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers"}})
+
+
+def manifest(*layers: bytes) -> bytes:
+    """An OCI image manifest of ``CONFIG`` and ``layers``."""
+    return encode(
         {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
-            "config": descriptor(OCI_CONFIG, config),
-            "layers": [descriptor(OCI_LAYER, layer)],
+            "config": descriptor(OCI_CONFIG, CONFIG),
+            "layers": [descriptor(OCI_LAYER, layer) for layer in layers],
         }
     )
+
+
+def image(client: httpx.Client, repo: str, tag: str | None) -> tuple[str, bytes]:
+    """A small image (``CONFIG``, one random layer) pushed as distribution 2.8 takes it."""
+    layer = os.urandom(300)
+    upload(client, repo, CONFIG)
+    upload(client, repo, layer)
+    body = manifest(layer)
     pushed = push_manifest(client, repo, tag, body, OCI_MANIFEST)
     assert pushed.status_code == 201, pushed.text
     return sha256(body), body

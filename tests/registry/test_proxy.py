@@ -19,9 +19,9 @@ from typing import Any
 import bcrypt
 import httpx
 import oras.client
+import proxy_peers
 import pytest
 from oci import (
-    OCI_CONFIG,
     OCI_INDEX,
     OCI_MANIFEST,
     descriptor,
@@ -172,15 +172,7 @@ def test_corrupt_upstream_content_is_never_stored(tmp_path: Path) -> None:
             assert not stored.exists()
             assert not list((root / "repositories" / "team" / "bad" / "_uploads").iterdir())
 
-            config = encode({"architecture": "amd64", "os": "linux"})
-            manifest = encode(
-                {
-                    "schemaVersion": 2,
-                    "mediaType": OCI_MANIFEST,
-                    "config": descriptor(OCI_CONFIG, config),
-                    "layers": [],
-                }
-            )
+            manifest = proxy_peers.manifest()
             standin.manifests["v1"] = (manifest, OCI_MANIFEST, sha256(manifest + b" "))
             wrong = sha256(b"something else")
             standin.manifests[wrong] = (manifest, OCI_MANIFEST, wrong)
@@ -430,15 +422,7 @@ def test_a_blob_cached_for_one_repository_is_linked_for_another_that_has_it(
 def test_a_rate_limited_upstream_is_toomanyrequests_and_leaves_cached_tags_served(
     tmp_path: Path,
 ) -> None:
-    config = encode({"architecture": "amd64", "os": "linux"})
-    manifest = encode(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": descriptor(OCI_CONFIG, config),
-            "layers": [],
-        }
-    )
+    manifest = proxy_peers.manifest()
     with start_standin() as standin:
         standin.manifests["v1"] = (manifest, OCI_MANIFEST, sha256(manifest))
         standin.refuse["/v2/team/limited/manifests/v2"] = 429

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from oci import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, descriptor, encode, push_manifest
-from proxy_peers import MiB, upload, upstream_requests, wait_for
+from oci import OCI_MANIFEST, push_manifest
+from proxy_peers import CONFIG, MiB, manifest, upload, upstream_requests, wait_for
 from rgw import Rgw
 from servers import start_distribution
 from test_registry_mdl_client import build_tiny
@@ -36,17 +36,11 @@ def test_cache_on_s3_fills_the_bucket_once(
         digest = build_tiny(mdl, models_dir, tmp_path)
         mdl("push", "tiny:1", f"{upstream.host}/team/tiny:1")
         big = os.urandom(12 * MiB + 7)  # three S3 parts
-        config = encode({"architecture": "amd64", "os": "linux"})
         with httpx.Client(base_url=upstream.url, timeout=60) as client:
             big_digest = upload(client, "team/big", big)
-            upload(client, "team/big", config)
-            manifest = {
-                "schemaVersion": 2,
-                "mediaType": OCI_MANIFEST,
-                "config": descriptor(OCI_CONFIG, config),
-                "layers": [descriptor(OCI_LAYER, big)],
-            }
-            assert push_manifest(client, "team/big", "v1", manifest).status_code == 201
+            upload(client, "team/big", CONFIG)
+            pushed = push_manifest(client, "team/big", "v1", manifest(big), OCI_MANIFEST)
+            assert pushed.status_code == 201
 
         with rgw.serve(bucket, tmp_path / "cache", "--proxy", upstream.url) as cache:
             ref = f"{cache.host}/team/tiny:1"
