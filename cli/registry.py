@@ -20,7 +20,7 @@ ROOT = typer.Option(
 STORAGE = typer.Option(
     None,
     "--storage",
-    help="s3://BUCKET[/PREFIX] to keep everything in S3 instead of --root "
+    help="s3://BUCKET\\[/PREFIX] to keep everything in S3 instead of --root "
     "(credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws).",
     show_default=False,
 )

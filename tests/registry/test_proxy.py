@@ -438,3 +438,10 @@ def test_a_rate_limited_upstream_is_toomanyrequests_and_leaves_cached_tags_serve
                 lambda: "upstream down" in httpx.get(url).headers["cache-status"],
                 "the cached tag served while the upstream refuses",
             )
+
+
+def test_serve_help_lists_the_proxy_flags() -> None:
+    command = [sys.executable, "-m", "mdl.cli", "registry", "serve", "--help"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert all(flag in done.stdout for flag in ("--proxy ", "--proxy-user", "--proxy-ttl"))
