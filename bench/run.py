@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import build_bench
+import proxy_bench
 import quantize_bench
 import registry_bench
 import s3_bench
@@ -35,6 +36,7 @@ FAMILIES: dict[str, Callable[[Options], FamilyResult]] = {
     quantize_bench.NAME: quantize_bench.run,
     transfer_bench.NAME: transfer_bench.run,
     registry_bench.NAME: registry_bench.run,
+    proxy_bench.NAME: proxy_bench.run,
     s3_bench.NAME: s3_bench.run,
     serve_bench.NAME: serve_bench.run,
     sign_bench.NAME: sign_bench.run,

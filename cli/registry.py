@@ -20,7 +20,7 @@ ROOT = typer.Option(
 STORAGE = typer.Option(
     None,
     "--storage",
-    help="s3://BUCKET[/PREFIX] to keep everything in S3 instead of --root "
+    help="s3://BUCKET\\[/PREFIX] to keep everything in S3 instead of --root "
     "(credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws).",
     show_default=False,
 )
@@ -95,6 +95,18 @@ def serve(
         "--s3-redirect",
         help="true: blob GETs answer 307 to a presigned S3 URL; false: stream through.",
     ),
+    proxy: str | None = typer.Option(
+        None,
+        "--proxy",
+        help="Upstream registry URL (http(s)://HOST[:PORT]): serve as its pull-through cache.",
+    ),
+    proxy_user: str | None = typer.Option(None, "--proxy-user", help="User for the upstream."),
+    proxy_password_file: Path | None = typer.Option(
+        None, "--proxy-password-file", help="File holding --proxy-user's password."
+    ),
+    proxy_ttl: str = typer.Option(
+        "168h", "--proxy-ttl", help="How long a cached tag is served before it is revalidated."
+    ),
 ) -> None:
     """Serve an OCI distribution-spec v1.1 registry (pull, push, discovery, management)."""
     from mdl.registry.server import ServeConfig
@@ -125,6 +137,10 @@ def serve(
         s3_endpoint=s3_endpoint,
         s3_region=s3_region,
         s3_redirect=_boolean("--s3-redirect", s3_redirect),
+        proxy=proxy,
+        proxy_user=proxy_user,
+        proxy_password_file=str(proxy_password_file) if proxy_password_file else None,
+        proxy_ttl=_duration("--proxy-ttl", proxy_ttl),
     )
     run(config)
 
@@ -135,6 +151,15 @@ def _boolean(flag: str, text: str) -> bool:
     if text.lower() in ("false", "0", "no"):
         return False
     raise typer.BadParameter(f"{flag} takes true or false, not {text!r}")
+
+
+def _duration(flag: str, text: str) -> float:
+    from mdl.spec.duration import seconds
+
+    try:
+        return seconds(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=flag) from None
 
 
 def _env_origins() -> list[str]:

@@ -24,8 +24,8 @@ from collections.abc import Callable, Generator
 import httpx
 
 from mdl.client.body import SMALL_BYTES, read_capped
-from mdl.client.challenge import Challenge, parse_challenges
 from mdl.client.credentials import Credentials
+from mdl.spec.challenge import Challenge, parse_challenges
 from mdl.spec.errors import TransportError, Unauthorized
 
 CredentialLookup = Callable[[str], Credentials | None]

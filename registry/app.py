@@ -25,6 +25,8 @@ from mdl.registry.auth.token_endpoint import token_endpoint
 from mdl.registry.context import Registry
 from mdl.registry.errors import ErrorCode, OCIError, response
 from mdl.registry.observe import Metrics, Observe
+from mdl.registry.proxy import Proxy
+from mdl.registry.proxy_upstream import UpstreamSettings
 from mdl.registry.repos import Repositories
 from mdl.registry.routes import SHAPES
 from mdl.registry.sessions import UploadLimits, Uploads
@@ -113,12 +115,14 @@ def create_app(
     browser: BrowserPolicy | None = None,
     limits: UploadLimits | None = None,
     redirect: bool = True,
+    proxy: UpstreamSettings | None = None,
 ) -> Starlette:
     """The registry over ``driver``; ``auth`` None means open access (the loopback default).
 
     ``browser`` is the host/origin policy open access answers browsers with; with auth (or
     None) only the path check applies. ``redirect`` sends blob GETs to the backend's own URL
-    when it has one (``StorageDriver.url``).
+    when it has one (``StorageDriver.url``). ``proxy`` makes it a pull-through cache of that
+    upstream: pulls fill the storage, pushes and deletes are refused.
     """
     repos = Repositories(driver)
     metrics = Metrics()
@@ -129,7 +133,12 @@ def create_app(
             Middleware(
                 BrowserGuard, policy=browser if auth is None else None, error_body=_browser_error
             ),
-            Middleware(Gate, auth=auth, read_only=read_only),
+            Middleware(
+                Gate,
+                auth=auth,
+                read_only=read_only or proxy is not None,
+                refusal=ErrorCode.CACHE_READ_ONLY if proxy is not None else ErrorCode.READ_ONLY,
+            ),
         ],
         exception_handlers={
             OCIError: _oci_error,
@@ -144,7 +153,10 @@ def create_app(
         "Running upload hashes this process holds in memory.",
         sessions.cached,
     )
-    app.state.registry = Registry(repos, sessions, open_access=auth is None, redirect=redirect)
+    cache = Proxy(repos, sessions, proxy) if proxy is not None else None
+    app.state.registry = Registry(
+        repos, sessions, open_access=auth is None, redirect=redirect, proxy=cache
+    )
     if auth is not None:
         app.state.auth = auth
     return app

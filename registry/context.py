@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from starlette.requests import Request
 
 from mdl.registry.repos import Repositories
 from mdl.registry.sessions import Uploads
+
+if TYPE_CHECKING:
+    from mdl.registry.proxy import Proxy
 
 ACCESS_SCOPE_KEY = "mdl.access"
 
@@ -29,6 +32,8 @@ class Registry:
     """No access control: anonymous cross-repository mounts are allowed."""
     redirect: bool = True
     """Blob GETs answer 307 to the storage's presigned URL, when it has one."""
+    proxy: Proxy | None = None
+    """Set when the registry is a pull-through cache of an upstream (``--proxy``)."""
 
 
 def registry(request: Request) -> Registry:

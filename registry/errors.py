@@ -47,6 +47,21 @@ class ErrorCode(Enum):
     DENIED = ("DENIED", 403, "requested access to the resource is denied")
     UNSUPPORTED = ("UNSUPPORTED", 405, "the operation is unsupported")
     READ_ONLY = ("UNSUPPORTED", 405, "the registry is read-only")
+    CACHE_READ_ONLY = (
+        "UNSUPPORTED",
+        405,
+        "the registry is a pull-through cache: push to (or delete from) its upstream",
+    )
+    UPSTREAM_DENIED = (
+        "DENIED",
+        403,
+        "the upstream registry refused access (is the repository there, and may the cache's "
+        "--proxy-user pull it?)",
+    )
+    UPSTREAM_FAILED = ("UNKNOWN", 502, "the upstream registry answered with an error")
+    UPSTREAM_CORRUPT = ("UNKNOWN", 502, "the upstream registry sent content that fails its digest")
+    UPSTREAM_UNAVAILABLE = ("UNAVAILABLE", 503, "the upstream registry cannot be reached")
+    UPSTREAM_RATE_LIMITED = ("TOOMANYREQUESTS", 429, "the upstream registry is rate-limiting us")
     NOT_FOUND = ("NOT_FOUND", 404, "no such endpoint")
     BAD_REQUEST = ("UNSUPPORTED", 400, "malformed request")
     STORAGE_FULL = ("UNKNOWN", 507, "no space left in the registry's storage")

@@ -16,6 +16,7 @@ from mdl.registry import names
 from mdl.registry.context import registry
 from mdl.registry.errors import ErrorCode, OCIError
 from mdl.registry.numbers import decimal
+from mdl.registry.proxy import CACHE_STATUS
 from mdl.registry.repos import Repositories, Revision
 from mdl.registry.validation import KNOWN_TYPES, Checked, check
 from mdl.spec.descriptor import Descriptor
@@ -26,8 +27,13 @@ from mdl.spec.manifest import MAX_MANIFEST_BYTES
 async def get(request: Request) -> Response:
     name = names.repository(request.path_params["name"])
     reference = names.reference(request.path_params["reference"])
-    repos = registry(request).repos
-    revision = await run_in_threadpool(repos.resolve, name, reference)
+    reg = registry(request)
+    repos = reg.repos
+    cache: dict[str, str] = {}
+    if reg.proxy is not None:
+        revision, cache[CACHE_STATUS] = await reg.proxy.revision(name, reference)
+    else:
+        revision = await run_in_threadpool(repos.resolve, name, reference)
     if not isinstance(reference, Digest) and not acceptable(
         request.headers.getlist("accept"), revision.media_type
     ):
@@ -39,6 +45,7 @@ async def get(request: Request) -> Response:
         "Docker-Content-Digest": str(revision.digest),
         "ETag": f'"{revision.digest}"',
         "Content-Length": str(revision.size),
+        **cache,
     }
     if request.method == "HEAD":
         return Response(status_code=200, headers=headers, media_type=revision.media_type)

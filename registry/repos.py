@@ -77,6 +77,10 @@ class Repositories:
             paths.blob(digest)
         )
 
+    def has_bytes(self, digest: Digest) -> bool:
+        """Whether the blob's bytes are stored, for any repository."""
+        return self.driver.exists(paths.blob(digest))
+
     def link_blob(self, name: str, digest: Digest) -> None:
         """Make the blob reachable from ``name`` (and refresh the link's time, for gc)."""
         self.driver.touch(paths.layer_link(name, digest))
@@ -136,6 +140,17 @@ class Repositories:
 
     def tag(self, name: str, tag: str, digest: Digest) -> None:
         self.driver.write(paths.tag(name, tag), str(digest).encode())
+
+    def tagged(self, name: str, tag: str) -> tuple[Digest, float] | None:
+        """The digest ``tag`` names and when it was written or last ``touch_tag``ged."""
+        key = paths.tag(name, tag)
+        try:
+            return Digest.parse(self.driver.read(key).decode()), self.driver.stat(key).modified
+        except PathNotFound:
+            return None
+
+    def touch_tag(self, name: str, tag: str) -> None:
+        self.driver.touch(paths.tag(name, tag))
 
     def delete_tag(self, name: str, tag: str) -> None:
         key = paths.tag(name, tag)

@@ -22,6 +22,7 @@ from mdl.registry.auth.gate import AuthSettings
 from mdl.registry.auth.htpasswd import Htpasswd
 from mdl.registry.auth.policy import Policy
 from mdl.registry.auth.tokens import TokenIssuer, load_or_create_key
+from mdl.registry.proxy_upstream import DEFAULT_TTL, UpstreamSettings, proxy_settings
 from mdl.registry.sessions import DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_EXPIRY, UploadLimits
 from mdl.registry.storage.driver import StorageDriver
 from mdl.registry.storage.select import open_storage
@@ -69,6 +70,11 @@ class ServeConfig:
     s3_region: str | None = None
     s3_redirect: bool = True
     """Answer blob GETs with a 307 to a presigned URL (S3 only)."""
+    proxy: str | None = None
+    """The upstream registry's URL: serve as its pull-through cache."""
+    proxy_user: str | None = None
+    proxy_password_file: str | None = None
+    proxy_ttl: float = DEFAULT_TTL
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -103,6 +109,9 @@ def check(config: ServeConfig) -> None:
         raise ServeError("--max-uploads and --upload-expiry must be at least 1")
     if config.storage is None and (config.s3_endpoint or config.s3_region):
         raise ServeError("--s3-endpoint and --s3-region need --storage s3://BUCKET")
+    if config.proxy is None and (config.proxy_user or config.proxy_password_file):
+        raise ServeError("--proxy-user and --proxy-password-file need --proxy URL")
+    upstream_settings(config)
     build_app(config, storage_driver(config, check=True))
 
 
@@ -130,6 +139,17 @@ def auth_settings(config: ServeConfig) -> AuthSettings | None:
     return AuthSettings(htpasswd, policy, issuer, config.realm)
 
 
+def upstream_settings(config: ServeConfig) -> UpstreamSettings | None:
+    if config.proxy is None:
+        return None
+    try:
+        return proxy_settings(
+            config.proxy, config.proxy_user, config.proxy_password_file, config.proxy_ttl
+        )
+    except ValueError as exc:
+        raise ServeError(str(exc)) from exc
+
+
 def build_app(config: ServeConfig, driver: StorageDriver | None = None) -> Starlette:
     return create_app(
         driver or storage_driver(config),
@@ -138,6 +158,7 @@ def build_app(config: ServeConfig, driver: StorageDriver | None = None) -> Starl
         browser=BrowserPolicy.create(config.host, config.origins),
         limits=UploadLimits(per_repository=config.max_uploads, expiry=config.upload_expiry),
         redirect=config.s3_redirect,
+        proxy=upstream_settings(config),
     )
 
 

@@ -1,7 +1,9 @@
 """Discovery endpoints: a repository's tags and the registry's catalog, both paginated.
 
 Tags are listed in lexical order; ``n`` limits a page, ``last`` starts after a name, and a
-``Link: <…>; rel="next"`` header points at the next page while more remain.
+``Link: <…>; rel="next"`` header points at the next page while more remain. A pull-through
+cache lists its upstream's tags (every page of them, sorted and paginated here; the cached tags
+while the upstream is down); its catalog lists the repositories it has cached.
 """
 
 from __future__ import annotations
@@ -16,15 +18,31 @@ from mdl.registry import names
 from mdl.registry.context import may, registry
 from mdl.registry.errors import ErrorCode, OCIError
 from mdl.registry.pagination import link, page_size, paginate
+from mdl.registry.proxy import CACHE_STATUS, STALE_TAGS
+from mdl.registry.proxy_upstream import DOWN
 
 
 async def tags_list(request: Request) -> Response:
     name = names.repository(request.path_params["name"])
-    repos = registry(request).repos
-    if not await run_in_threadpool(repos.exists, name):
-        raise OCIError(ErrorCode.NAME_UNKNOWN, {"name": name})
-    tags = sorted(await run_in_threadpool(repos.tags, name))
-    return _page(request, f"/v2/{name}/tags/list", tags, lambda page: {"name": name, "tags": page})
+    reg = registry(request)
+    page_size(request.query_params)  # a bad n is refused before the upstream is asked
+    found, headers = None, {}
+    if reg.proxy is not None:
+        try:
+            found = await reg.proxy.tags(name)
+        except OCIError as exc:
+            if exc.code not in DOWN:
+                raise
+            headers[CACHE_STATUS] = STALE_TAGS
+    if found is None:
+        repos = reg.repos
+        if not await run_in_threadpool(repos.exists, name):
+            raise OCIError(ErrorCode.NAME_UNKNOWN, {"name": name})
+        found = await run_in_threadpool(repos.tags, name)
+    path = f"/v2/{name}/tags/list"
+    page = _page(request, path, sorted(found), lambda page: {"name": name, "tags": page})
+    page.headers.update(headers)
+    return page
 
 
 async def catalog(request: Request) -> Response:

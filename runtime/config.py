@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mdl.runtime.errors import BadRequest
+from mdl.spec import duration
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 11434
@@ -29,18 +30,6 @@ FOREVER = 100 * 365 * 86400.0
 """A keep-alive longer than this (a century) is forever; no timer can hold more."""
 MAX_REQUEST_BYTES = 32 << 20
 MAX_BLOB_BYTES = 256 << 30
-
-_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_DURATION = re.compile(r"([0-9]*\.?[0-9]*)(ns|us|µs|μs|ms|s|m|h)")
 
 
 @dataclass(frozen=True)
@@ -106,21 +95,9 @@ def parse_keep_alive(value: object, where: str = "keep_alive") -> float | None:
 
 def _duration(text: str, where: str) -> float:
     try:
-        return float(text)  # plain seconds, as OLLAMA_KEEP_ALIVE also accepts
-    except ValueError:
-        pass
-    sign = -1.0 if text.startswith("-") else 1.0
-    body = text.lstrip("+-")
-    pos, total = 0, 0.0
-    while pos < len(body):
-        match = _DURATION.match(body, pos)
-        if not match or match.group(1) in ("", "."):
-            raise BadRequest(f"{where}: invalid duration {text!r} (e.g. 30s, 5m, 1h30m, -1)")
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        pos = match.end()
-    if not body:
-        raise BadRequest(f"{where}: invalid duration {text!r}")
-    return sign * total
+        return duration.seconds(text)
+    except ValueError as exc:
+        raise BadRequest(f"{where}: {exc}") from None
 
 
 def _positive(env: Mapping[str, str], name: str, default: int, allow_zero: bool = False) -> int:

@@ -99,10 +99,17 @@ def client_address(scope: Scope) -> str:
 
 
 class Gate:
-    def __init__(self, app: ASGIApp, auth: AuthSettings | None, read_only: bool) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        auth: AuthSettings | None,
+        read_only: bool,
+        refusal: ErrorCode = ErrorCode.READ_ONLY,
+    ) -> None:
         self.app = app
         self.auth = auth
         self.read_only = read_only
+        self.refusal = refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -111,7 +118,7 @@ class Gate:
         need = scopes.need(scope["method"], scope["path"])
         try:
             if need and self.read_only and need.kind == "repository" and need.action != "pull":
-                raise OCIError(ErrorCode.READ_ONLY)
+                raise OCIError(self.refusal)
             if need and self.auth is not None:
                 if need.kind == "repository":
                     names.repository(need.name)
