@@ -95,6 +95,7 @@ def serve(
         "--s3-redirect",
         help="true: blob GETs answer 307 to a presigned S3 URL; false: stream through.",
     ),
+    ui: bool = typer.Option(True, "--ui/--no-ui", help="Serve the registry browser at /ui."),
 ) -> None:
     """Serve an OCI distribution-spec v1.1 registry (pull, push, discovery, management)."""
     from mdl.registry.server import ServeConfig
@@ -125,6 +126,7 @@ def serve(
         s3_endpoint=s3_endpoint,
         s3_region=s3_region,
         s3_redirect=_boolean("--s3-redirect", s3_redirect),
+        ui=ui,
     )
     run(config)
 

@@ -69,6 +69,8 @@ class ServeConfig:
     s3_region: str | None = None
     s3_redirect: bool = True
     """Answer blob GETs with a 307 to a presigned URL (S3 only)."""
+    ui: bool = True
+    """Serve the registry browser at ``/ui``."""
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -138,6 +140,7 @@ def build_app(config: ServeConfig, driver: StorageDriver | None = None) -> Starl
         browser=BrowserPolicy.create(config.host, config.origins),
         limits=UploadLimits(per_repository=config.max_uploads, expiry=config.upload_expiry),
         redirect=config.s3_redirect,
+        ui=config.ui,
     )
 
 
