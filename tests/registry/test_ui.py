@@ -21,20 +21,10 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from browsing import Opened, launch
+from playwright.sync_api import Browser, Page, expect
 from servers import RunningServer, start_mdl_registry
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-WAIT_MS = 30_000
-expect.set_options(timeout=WAIT_MS)
 MANIFEST_TYPES = ",".join(
     [
         "application/vnd.oci.image.manifest.v1+json",
@@ -152,34 +142,8 @@ def catalog(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Itera
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-class Opened:
-    """A page of a fresh browser context, and the console errors it logged."""
-
-    def __init__(self, browser: Browser, url: str, **context: Any) -> None:
-        self.context = browser.new_context(**context)
-        self.context.set_default_timeout(WAIT_MS)
-        self.page = self.context.new_page()
-        self.problems: list[str] = []
-        self.requests: list[str] = []
-        self.page.on(
-            "console", lambda m: self.problems.append(m.text) if m.type == "error" else None
-        )
-        self.page.on("pageerror", lambda e: self.problems.append(str(e)))
-        self.page.on("request", lambda r: self.requests.append(r.url))
-        self.page.goto(url)
-        expect(self.page.locator("body[data-ready=true]")).to_have_count(1)
-
-    def close(self, allowed: tuple[str, ...] = ()) -> None:
-        self.context.close()
-        assert [p for p in self.problems if not any(a in p for a in allowed)] == []
+    with launch() as browser:
+        yield browser
 
 
 def open_ui(browser: Browser, catalog: Catalog, hash_: str = "", **context: Any) -> Opened:
@@ -229,7 +193,7 @@ def test_search_filters_on_the_server_as_you_type(browser: Browser, catalog: Cat
     page.locator("#q").press_sequentially("sig", delay=30)
     expect(page.locator("#count")).to_have_text("1 repository match “sig”")
     assert catalog_names(page) == ["team/signed"]
-    searches = [u for u in opened.requests if "/ui/api/catalog" in u]
+    searches = [u for u in opened.urls if "/ui/api/catalog" in u]
     assert any("q=sig" in u for u in searches)
     assert len(searches) <= 3, searches  # debounced: not one request per key
     page.locator("#q").fill("zoo q8_0")  # every word must match: name, quantization, ...
