@@ -15,6 +15,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ MAX_CONFIG_BYTES = 1024 * 1024
 """Config blobs larger than this are not read for a summary (a model's is a few hundred bytes)."""
 MAX_CACHED = 100_000
 RESCAN_AFTER = 30.0
+SCAN_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -164,11 +166,10 @@ class CatalogIndex:
         """Read every repository's tags (and the summaries not cached yet)."""
         with self._scan_lock:
             started = time.monotonic()
-            rows = {}
-            for name in self.repos.names():
-                row = self.row(name)
-                if row is not None:
-                    rows[name] = row
+            names = list(self.repos.names())
+            with ThreadPoolExecutor(SCAN_THREADS) as pool:  # an object store answers in parallel
+                found = zip(names, pool.map(self.row, names), strict=True)
+                rows = {name: row for name, row in found if row is not None}
             self._publish(rows)
             self._scanned = started
 

@@ -208,6 +208,7 @@ function fillCatalog(answer, q) {
       );
     }),
   );
+  if (!performance.getEntriesByName("mdl:first-results").length) performance.mark("mdl:first-results");
   const end = answer.start + answer.repositories.length;
   $("count").textContent = `${answer.total} ${answer.total === 1 ? "repository" : "repositories"}${q ? ` match “${q}”` : ""}`;
   $("catalog-empty").hidden = answer.total > 0;
