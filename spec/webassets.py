@@ -1,7 +1,7 @@
 """A web page and its assets as both servers serve them: hashed names, ETags, gzip, a strict CSP.
 
-The files ship in a package folder (``runtime/ui``, ``registry/ui``); ``Site.load`` reads them
-once. Assets get names that carry a hash of their content (``app.3f2a…js``) and are cached for a
+The files ship in a package folder (``runtime/ui``, ``registry/ui``, and the ``theme.css`` both
+use in ``spec/ui``); ``Site.load`` reads them once. Assets get names that carry a hash of their content (``app.3f2a…js``) and are cached for a
 year; the page is revalidated (``no-cache`` with an ETag) so a new version shows at once, and
 the page's ``/ui/assets/NAME`` references are rewritten to the hashed names. Every answer
 carries a Content-Security-Policy that allows scripts, styles and requests from this origin only:
@@ -16,6 +16,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import PurePosixPath
 
@@ -89,10 +90,12 @@ class Site:
 
     @classmethod
     def load(cls, folder: Traversable) -> Site:
-        """Read ``folder``'s ``index.html`` and every other file in it, once."""
+        """Read ``folder``'s ``index.html`` and every other file in it, and the shared
+        ``theme.css`` (``spec/ui/``: colours, dark mode, base rules), once."""
         assets: dict[str, StaticFile] = {}
         hashed: dict[str, str] = {}
-        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        entries = [*folder.iterdir(), *(files("mdl.spec") / "ui").iterdir()]
+        for entry in sorted(entries, key=lambda e: e.name):
             if entry.name == PAGE or not entry.is_file():
                 continue
             body = entry.read_bytes()

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from browsing import Opened, launch
+from browsing import Opened, launch, screenshot_dir
 from playwright.sync_api import Browser, Page, expect
 from servers import RunningServer, start_mdl_registry
 
@@ -135,7 +135,7 @@ def catalog(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Itera
             run_mdl(home, "push", f"v:{quant.lower()}", f"{host}/zoo/variants:{quant.lower()}")
             children.append((quant.lower(), quant))
         push_index(server.url, "zoo/variants", "latest", children)
-        shots = tmp_path_factory.mktemp("ui-screenshots")
+        shots = screenshot_dir(tmp_path_factory.mktemp("ui-screenshots"))
         print(f"\nscreenshots: {shots}")
         yield Catalog(server, shots)
 
@@ -147,7 +147,9 @@ def browser() -> Iterator[Browser]:
 
 
 def open_ui(browser: Browser, catalog: Catalog, hash_: str = "", **context: Any) -> Opened:
-    return Opened(browser, f"{catalog.server.url}/ui{hash_}", **context)
+    opened = Opened(browser, f"{catalog.server.url}/ui{hash_}", **context)
+    expect(opened.page.locator("body[data-ready=true]")).to_have_count(1)
+    return opened
 
 
 def catalog_names(page: Page) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import bcrypt
 import httpx
 import pytest
-from browsing import Opened, launch
+from browsing import CSP, Opened, launch, screenshot_dir
 from oci import errors, image
 from playwright.sync_api import Browser, Page, expect
 from servers import RunningServer, start_mdl_registry
@@ -32,11 +32,6 @@ users = ["bob"]
 actions = ["pull"]
 """
 EVERYTHING = ["public/open", "secret/hidden", "team/one", "team/two"]
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'; "
-    "frame-ancestors 'none'"
-)
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +77,15 @@ def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("ui-auth-screenshots")
+    path = screenshot_dir(tmp_path_factory.mktemp("ui-auth-screenshots"))
     print(f"\nscreenshots: {path}")
     return path
+
+
+def open_ui(browser: Browser, url: str) -> Opened:
+    opened = Opened(browser, url + "/ui")
+    expect(opened.page.locator("body[data-ready=true]")).to_have_count(1)
+    return opened
 
 
 def names(server: RunningServer, auth: tuple[str, str] | None = None, **headers: str) -> list[str]:
@@ -116,7 +117,7 @@ def test_an_anonymous_browser_sees_only_what_anonymous_pull_gets(
         assert answer.status_code == 404 and errors(answer) == ["NAME_UNKNOWN"], path
     assert httpx.get(f"{basic.url}/ui/api/manifest?name=public/open&ref=latest").status_code == 200
 
-    opened = Opened(browser, basic.url + "/ui")
+    opened = open_ui(browser, basic.url)
     page = opened.page
     expect(page.locator("#count")).to_have_text("1 repository")
     assert listed(page) == ["public/open"]
@@ -135,7 +136,7 @@ def test_a_signed_in_user_sees_what_the_policy_lets_them_pull(
 ) -> None:
     assert names(basic, ("bob", USERS["bob"])) == ["public/open", "team/one", "team/two"]
     assert names(basic, ("alice", USERS["alice"])) == EVERYTHING
-    opened = Opened(browser, basic.url + "/ui")
+    opened = open_ui(browser, basic.url)
     page = opened.page
     sign_in(page, "bob", "wrong")
     expect(page.locator("#login-error")).to_contain_text("invalid username or password")
@@ -198,7 +199,7 @@ def test_deleting_a_tag_needs_the_delete_right_and_the_pages_header(
     assert done.status_code == 204
     assert httpx.get(f"{basic.url}/v2/team/two/manifests/doomed", auth=alice).status_code == 404
 
-    opened = Opened(browser, basic.url + "/ui")
+    opened = open_ui(browser, basic.url)
     page = opened.page
     sign_in(page, *alice)
     expect(page.locator("#count")).to_have_text("4 repositories")
@@ -221,7 +222,7 @@ def test_a_pasted_token_sees_its_grants(browser: Browser, token: RunningServer) 
     bearer = issued.json()["token"]
     assert names(token, Authorization=f"Bearer {bearer}") == ["team/one"]
     assert names(token) == ["public/open"]
-    opened = Opened(browser, token.url + "/ui")
+    opened = open_ui(browser, token.url)
     page = opened.page
     page.locator("#sign-in").click()
     page.locator("#login-token").fill(bearer)

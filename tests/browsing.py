@@ -1,9 +1,12 @@
-"""Headless chromium for the registry browser's tests: Debian's binary driven by playwright."""
+"""Headless chromium for the web pages' tests (the chat page, the registry browser): Debian's
+binary driven by playwright's sync API, never a downloaded browser."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Browser, expect, sync_playwright
@@ -17,8 +20,28 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-WAIT_MS = 30_000
+WAIT_MS = 120_000
+"""How long a wait may take (answers of a few hundred tokens on a busy 2-core machine); waits
+end when their condition holds. It is playwright's process-wide default, so it is set once."""
 expect.set_options(timeout=WAIT_MS)
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+"""The Content-Security-Policy both pages are served with, written out here on purpose."""
+
+
+SCREENSHOTS_ENV = "MDL_UI_SCREENSHOTS"
+
+
+def screenshot_dir(fallback: Path) -> Path:
+    """Where screenshots go: ``$MDL_UI_SCREENSHOTS`` when set (kept after the run), else
+    ``fallback`` (pytest's tmp, which keeps only the last three runs)."""
+    chosen = os.environ.get(SCREENSHOTS_ENV)
+    path = Path(chosen) if chosen else fallback
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @contextmanager
@@ -55,7 +78,6 @@ class Opened:
             ),
         )
         self.page.goto(url)
-        expect(self.page.locator("body[data-ready=true]")).to_have_count(1)
 
     @property
     def urls(self) -> list[str]:
