@@ -135,7 +135,7 @@ class CatalogIndex:
         self._scanned: float | None = None
         self._dirty: set[str] = set()
         self._scan_lock = threading.Lock()
-        self._first = asyncio.Lock()
+        self._building: asyncio.Future[None] | None = None
         self._background: asyncio.Task[None] | None = None
 
     def changed(self, name: str) -> None:
@@ -146,15 +146,26 @@ class CatalogIndex:
     async def rows(self) -> list[tuple[str, Row]]:
         """Every row (with its search text), sorted by name, current as the class says."""
         if self._scanned is None:
-            async with self._first:
-                if self._scanned is None:
-                    await run_in_threadpool(self.scan)
+            await asyncio.shield(self.warm())
         elif time.monotonic() - self._scanned > self.rescan_after and self._background is None:
             self._background = asyncio.create_task(self._rescan())
         if self._dirty:
             dirty, self._dirty = self._dirty, set()
             await run_in_threadpool(self._refresh, dirty)
         return self._sorted
+
+    def warm(self) -> asyncio.Future[None]:
+        """Start building the index, once, in a thread (the page does as it is served, so the
+        catalog request that follows finds it under way); the future of that build."""
+        if self._building is None:
+            building = asyncio.ensure_future(run_in_threadpool(self.scan))
+            building.add_done_callback(self._built)
+            self._building = building
+        return self._building
+
+    def _built(self, building: asyncio.Future[None]) -> None:
+        if building.cancelled() or building.exception() is not None:
+            self._building = None  # the next request tries again
 
     async def _rescan(self) -> None:
         try:

@@ -64,6 +64,7 @@ class RegistryPage:
         ]
 
     async def page(self, request: Request) -> Response:
+        self.index.warm()
         return _static(self.site.page, request)
 
     async def asset(self, request: Request) -> Response:
