@@ -112,13 +112,17 @@ class Summaries:
             return index_summary(
                 [variant_summary(e, self.of(name, e.digest)) for e in document.manifests]
             )
-        config = None
-        if document.config.size <= MAX_CONFIG_BYTES:
-            try:
-                config = self.repos.driver.read(paths.blob(document.config.digest))
-            except PathNotFound:
-                config = None
-        return summary(document, config)
+        return summary(document, self.blob(name, document.config.digest, MAX_CONFIG_BYTES))
+
+    def blob(self, name: str, digest: Digest, limit: int) -> bytes | None:
+        """A blob ``name`` links (what a pull of it could fetch) of at most ``limit`` bytes."""
+        size = self.repos.blob_size(name, digest)
+        if size is None or size > limit:
+            return None
+        try:
+            return self.repos.driver.read(paths.blob(digest))
+        except PathNotFound:
+            return None
 
     def document(self, name: str, digest: Digest) -> Manifest | Index:
         revision = self.repos.revision(name, digest)

@@ -23,13 +23,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from mdl.registry import names, paths
-from mdl.registry.catalog_index import CatalogIndex, search
+from mdl.registry import names
+from mdl.registry.catalog_index import MAX_CONFIG_BYTES, CatalogIndex, search
 from mdl.registry.context import ACCESS_SCOPE_KEY, Access, may
 from mdl.registry.errors import ErrorCode, OCIError
-from mdl.registry.model_card import card, text_layers, variants
+from mdl.registry.model_card import MAX_TEXT_BYTES, card, text_layers, variants
 from mdl.registry.repos import Repositories
-from mdl.registry.storage.driver import PathNotFound
 from mdl.spec.digest import Digest
 from mdl.spec.manifest import Index
 from mdl.spec.webassets import ASSETS_PATH, SECURITY_HEADERS, Site, StaticFile, accepts_gzip
@@ -131,21 +130,14 @@ class RegistryPage:
         if isinstance(document, Index):
             return {**head, "annotations": dict(document.annotations),
                     "variants": variants(document)}  # fmt: skip
-        config = self._read(document.config.digest, 1024 * 1024)
+        config = self.index.summaries.blob(name, document.config.digest, MAX_CONFIG_BYTES)
         texts = {}
         for path, layer in text_layers(document):
-            data = self._read(layer.digest, layer.size)
+            data = self.index.summaries.blob(name, layer.digest, MAX_TEXT_BYTES)
             if data is not None:
                 texts[path] = data.decode("utf-8", "replace")
         referrers = self.repos.referrers(name, revision.digest)
         return {**head, "card": card(document, config, texts, referrers)}
-
-    def _read(self, digest: Digest, limit: int) -> bytes | None:
-        try:
-            data = self.repos.driver.read(paths.blob(digest))
-        except PathNotFound:
-            return None
-        return data if len(data) <= limit else None
 
     async def delete_tag(self, request: Request) -> Response:
         if request.headers.get(CSRF_HEADER) != "1":

@@ -15,7 +15,7 @@ import bcrypt
 import httpx
 import pytest
 from browsing import CSP, Opened, launch, screenshot_dir
-from oci import errors, image
+from oci import descriptor, encode, errors, image, push_blob, push_manifest
 from playwright.sync_api import Browser, Page, expect
 from servers import RunningServer, start_mdl_registry
 
@@ -284,3 +284,36 @@ def test_no_ui_turns_it_all_off(tmp_path: Path) -> None:
         for path in ("/ui", "/ui/", "/ui/api/catalog", "/ui/api/session", "/ui/assets/x.js"):
             assert httpx.get(server.url + path).status_code == 404, path
         assert httpx.get(server.url + "/v2/").status_code == 200
+
+
+def test_a_card_shows_only_blobs_the_repository_still_links(basic: RunningServer) -> None:
+    """A pull of an unlinked blob fails, so the card does not show its text either."""
+    alice = ("alice", USERS["alice"])
+    system = b"Only for those who may pull."
+    config = encode({"config": {"format": "gguf", "architecture": "llama"}})
+    with httpx.Client(base_url=basic.url, auth=alice) as http:
+        push_blob(http, "team/card", config)
+        system_digest = push_blob(http, "team/card", system)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": "application/vnd.cncf.model.manifest.v1+json",
+            "config": descriptor("application/vnd.cncf.model.config.v1+json", config),
+            "layers": [
+                descriptor(
+                    "application/vnd.cncf.model.weight.config.v1.raw",
+                    system,
+                    annotations={"org.cncf.model.filepath": "system.txt"},
+                )
+            ],
+        }
+        assert push_manifest(http, "team/card", "1", manifest).status_code == 201
+        params = {"name": "team/card", "ref": "1"}
+        assert (
+            http.get("/ui/api/manifest", params=params).json()["card"]["system"] == system.decode()
+        )
+        assert http.delete(f"/v2/team/card/blobs/{system_digest}").status_code == 202
+        assert http.get(f"/v2/team/card/blobs/{system_digest}").status_code == 404
+        card = http.get("/ui/api/manifest", params=params).json()["card"]
+        assert card["system"] is None
+        assert card["facts"]["architecture"] == "llama"
