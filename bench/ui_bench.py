@@ -6,9 +6,9 @@ server-side. The repositories (each an mdl model manifest with its own config, a
 quantization) are written straight through the storage driver, then ``mdl registry serve``
 serves them. The page is loaded in a fresh browser context every round (no HTTP cache, no
 storage); the first load after the server starts also builds the catalog index and is reported
-on its own. Searches are timed from a keep-alive HTTP client on loopback, so the figure is an
-upper bound of the server's own time. The baseline, in the same run, is the registry's own
-``GET /v2/_catalog?n=N`` (which walks storage and knows nothing of models).
+on its own. Searches are timed by the server (``Server-Timing``) and from a keep-alive HTTP
+client on loopback (an upper bound of the server's time). The baseline, in the same run, is
+the registry's own ``GET /v2/_catalog?n=N`` (which walks storage and knows nothing of models).
 """
 
 from __future__ import annotations
@@ -126,8 +126,11 @@ def page_loads(server: RunningServer, rounds: int) -> tuple[list[float], list[fl
     return paints, results
 
 
-def searches(server: RunningServer, names: list[str]) -> tuple[list[float], list[float]]:
-    """Search latencies, and the baseline's (``/v2/_catalog`` listing every repository)."""
+def searches(
+    server: RunningServer, names: list[str]
+) -> tuple[list[float], list[float], list[float]]:
+    """Search latencies over HTTP, the server's own (its ``Server-Timing``), and the baseline's
+    (``/v2/_catalog`` listing every repository)."""
     rng = random.Random(1)
     queries = []
     for _ in range(SEARCHES):
@@ -139,7 +142,7 @@ def searches(server: RunningServer, names: list[str]) -> tuple[list[float], list
             name,
             "",
         )))  # fmt: skip
-    search_times, catalog_times = [], []
+    search_times, server_times, catalog_times = [], [], []
     with httpx.Client(base_url=server.url, timeout=60) as http:
         http.get("/ui/api/catalog").raise_for_status()  # the index is built once, untimed
         for number, query in enumerate(queries):
@@ -147,11 +150,12 @@ def searches(server: RunningServer, names: list[str]) -> tuple[list[float], list
             answer = http.get("/ui/api/catalog", params={"q": query, "n": 50})
             search_times.append(time.perf_counter() - start)
             answer.raise_for_status()
+            server_times.append(float(answer.headers["Server-Timing"].split("dur=")[1]) / 1000)
             if number % 10 == 0:
                 start = time.perf_counter()
                 http.get("/v2/_catalog", params={"n": len(names)}).raise_for_status()
                 catalog_times.append(time.perf_counter() - start)
-    return search_times, catalog_times
+    return search_times, server_times, catalog_times
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -168,17 +172,19 @@ def run(options: Options) -> FamilyResult:
     with start_mdl_registry(root, "--no-access-log") as server:
         cold_paint, cold_results = page_loads(server, 1)  # builds the index
         paints, results = page_loads(server, rounds)
-        search_times, catalog_times = searches(server, names)
+        search_times, server_times, catalog_times = searches(server, names)
     timings = (
         Timing("first load FCP (index build)", samples=cold_paint),
         Timing("first load results", samples=cold_results),
         Timing("page FCP", samples=paints),
         Timing("page first results", samples=results),
         Timing("search (HTTP, loopback)", samples=search_times),
+        Timing("search (server, Server-Timing)", samples=server_times),
         Timing("baseline GET /v2/_catalog", samples=catalog_times),
     )
     worst = max(results)
     search_p50, search_p95 = statistics.median(search_times), percentile(search_times, 0.95)
+    server_p50, server_p95 = statistics.median(server_times), percentile(server_times, 0.95)
     checks = (
         Check("page FCP, median", statistics.median(paints), "s", "≤ 1 s",
               statistics.median(paints) <= PAGE_GOAL_S),
@@ -186,8 +192,10 @@ def run(options: Options) -> FamilyResult:
               statistics.median(results) <= PAGE_GOAL_S),
         Check("first results, worst", worst, "s", "≤ 1 s", worst <= PAGE_GOAL_S),
         Check("first load (index build)", cold_results[0], "s", "info", None),
-        Check("search p50", search_p50, "s", "≤ 0.1 s", search_p50 <= SEARCH_GOAL_S),
-        Check("search p95", search_p95, "s", "≤ 0.1 s", search_p95 <= SEARCH_GOAL_S),
+        Check("search p50, server", server_p50, "s", "≤ 0.1 s", server_p50 <= SEARCH_GOAL_S),
+        Check("search p95, server", server_p95, "s", "≤ 0.1 s", server_p95 <= SEARCH_GOAL_S),
+        Check("search p50, HTTP", search_p50, "s", "≤ 0.1 s", search_p50 <= SEARCH_GOAL_S),
+        Check("search p95, HTTP", search_p95, "s", "≤ 0.1 s", search_p95 <= SEARCH_GOAL_S),
         ratio_check("search p50 / _catalog", search_p50 / statistics.median(catalog_times), None),
     )  # fmt: skip
     notes = (
@@ -195,6 +203,7 @@ def run(options: Options) -> FamilyResult:
         f"page: {rounds} loads of /ui, each in a fresh chromium context (no cache); times from "
         "navigation start; first results = the app's performance mark after the first 50 rows",
         f"search: {SEARCHES} queries (name parts, quantizations, 'arch quant', whole names, "
-        "empty) over one keep-alive connection; baseline: /v2/_catalog every 10th",
+        "empty) over one keep-alive connection, timed by the client (HTTP) and by the server "
+        "(its Server-Timing header); baseline: /v2/_catalog every 10th",
     )
     return FamilyResult(NAME, "registry browser (2,000 repositories)", notes, timings, checks)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from importlib.resources import files
 from typing import Any
 
@@ -80,10 +81,14 @@ class RegistryPage:
         query = request.query_params.get("q", "")[:200]
         start = _number(request, "start", 0)
         n = min(_number(request, "n", PAGE_SIZE), MAX_PAGE)
+        started = time.perf_counter()
         rows = await self.index.rows()
         page, total = search(rows, query, lambda name: may(request, name, "pull"), start, n)
         body = {"total": total, "start": start, "repositories": [row.to_json() for row in page]}
-        return _json(request, body)
+        answer = _json(request, body)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        answer.headers["Server-Timing"] = f"search;dur={elapsed_ms:.1f}"
+        return answer
 
     async def repository(self, request: Request) -> Response:
         name = _visible(request, request.query_params.get("name", ""))

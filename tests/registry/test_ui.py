@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -208,7 +209,9 @@ def test_search_filters_on_the_server_as_you_type(browser: Browser, catalog: Cat
 
 
 def test_the_catalog_paginates(catalog: Catalog) -> None:
-    first = catalog.get("/ui/api/catalog?n=3").json()
+    answer = catalog.get("/ui/api/catalog?n=3")
+    assert re.fullmatch(r"search;dur=\d+\.\d", answer.headers["Server-Timing"])
+    first = answer.json()
     second = catalog.get("/ui/api/catalog?n=3&start=3").json()
     assert first["total"] == second["total"] == 4
     names = [r["name"] for r in first["repositories"] + second["repositories"]]
