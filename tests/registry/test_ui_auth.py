@@ -227,6 +227,8 @@ def test_a_pasted_token_sees_its_grants(browser: Browser, token: RunningServer) 
     page.locator("#sign-in").click()
     page.locator("#login-token").fill(bearer)
     page.locator("#login-submit").click()
+    expect(page.locator("#user")).to_have_text("Signed in as bob")  # the token's user
+    expect(page.locator('#catalog tr[data-name="team/one"]')).to_be_visible()
     expect(page.locator("#count")).to_have_text("1 repository")
     assert listed(page) == ["team/one"]
     assert all(bearer not in url for url in opened.urls)
@@ -317,3 +319,15 @@ def test_a_card_shows_only_blobs_the_repository_still_links(basic: RunningServer
         card = http.get("/ui/api/manifest", params=params).json()["card"]
         assert card["system"] is None
         assert card["facts"]["architecture"] == "llama"
+
+
+def test_a_push_and_a_delete_show_in_the_catalog_at_once(basic: RunningServer) -> None:
+    alice = ("alice", USERS["alice"])
+    assert "team/fresh" not in names(basic, alice)  # the index is built by now
+    with httpx.Client(base_url=basic.url, auth=alice) as http:
+        digest, _ = image(http, "team/fresh", "v1", layers=1)
+        assert "team/fresh" in names(basic, alice)
+        row = http.get("/ui/api/catalog", params={"q": "team/fresh"}).json()["repositories"][0]
+        assert (row["tag"], row["digest"]) == ("v1", digest)
+        assert http.delete(f"/v2/team/fresh/manifests/{digest}").status_code == 202
+        assert "team/fresh" not in names(basic, alice)
