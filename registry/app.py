@@ -126,7 +126,7 @@ def create_app(
     repos = Repositories(driver)
     metrics = Metrics()
     mode = "none" if auth is None else "token" if auth.issuer is not None else "basic"
-    page = RegistryPage(repos, mode) if ui else None
+    page = RegistryPage(repos, mode, read_only) if ui else None
     app = Starlette(
         routes=routes(metrics, with_token=auth is not None and auth.issuer is not None)
         + (page.routes() if page else []),

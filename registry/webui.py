@@ -43,10 +43,11 @@ _GZIP_FROM = 1024
 class RegistryPage:
     """The page, its assets and its API over one registry's repositories."""
 
-    def __init__(self, repos: Repositories, auth_mode: str) -> None:
+    def __init__(self, repos: Repositories, auth_mode: str, read_only: bool = False) -> None:
         self.repos = repos
         self.auth_mode = auth_mode
         """``none``, ``basic`` or ``token``: whether the page asks for credentials."""
+        self.read_only = read_only
         self.index = CatalogIndex(repos)
         self.site = Site.load(files("mdl.registry") / "ui")
 
@@ -93,7 +94,7 @@ class RegistryPage:
     async def repository(self, request: Request) -> Response:
         name = _visible(request, request.query_params.get("name", ""))
         body = await run_in_threadpool(self._repository, name)
-        body["mayDelete"] = may(request, name, "delete")
+        body["mayDelete"] = not self.read_only and may(request, name, "delete")
         return _json(request, body)
 
     def _repository(self, name: str) -> dict[str, Any]:
@@ -153,6 +154,8 @@ class RegistryPage:
             raise OCIError(ErrorCode.NAME_UNKNOWN, {"name": name})
         if not may(request, name, "delete"):
             raise OCIError(ErrorCode.DENIED, f"repository:{name}:delete")
+        if self.read_only:
+            raise OCIError(ErrorCode.READ_ONLY)
         await run_in_threadpool(self.repos.delete_tag, name, tag)
         self.index.changed(name)
         return Response(status_code=204, headers=_API_HEADERS)

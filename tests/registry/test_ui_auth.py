@@ -281,6 +281,21 @@ def test_open_access_refuses_a_cross_site_delete(tmp_path: Path) -> None:
         assert httpx.get(f"{server.url}/v2/team/x/manifests/latest").status_code == 200
 
 
+def test_a_read_only_registry_deletes_no_tag(tmp_path: Path) -> None:
+    with start_mdl_registry(tmp_path / "root") as server:
+        with httpx.Client(base_url=server.url) as http:
+            image(http, "team/kept", "latest", layers=1)
+        server.argv.append("--read-only")
+        server.restart()
+        url = f"{server.url}/ui/api"
+        assert httpx.get(f"{url}/repository?name=team/kept").json()["mayDelete"] is False
+        answer = httpx.delete(
+            f"{url}/tag", params={"name": "team/kept", "tag": "latest"}, headers={"X-Mdl-UI": "1"}
+        )
+        assert answer.status_code == 405 and errors(answer) == ["UNSUPPORTED"], answer.text
+        assert httpx.get(f"{server.url}/v2/team/kept/manifests/latest").status_code == 200
+
+
 def test_no_ui_turns_it_all_off(tmp_path: Path) -> None:
     with start_mdl_registry(tmp_path / "root", "--no-ui") as server:
         for path in ("/ui", "/ui/", "/ui/api/catalog", "/ui/api/session", "/ui/assets/x.js"):
