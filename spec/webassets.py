@@ -1,12 +1,12 @@
 """A web page and its assets as both servers serve them: hashed names, ETags, gzip, a strict CSP.
 
 The files ship in a package folder (``runtime/ui``, ``registry/ui``, and the ``theme.css`` both
-use in ``spec/ui``); ``Site.load`` reads them once. Assets get names that carry a hash of their content (``app.3f2a…js``) and are cached for a
-year; the page is revalidated (``no-cache`` with an ETag) so a new version shows at once, and
-the page's ``/ui/assets/NAME`` references are rewritten to the hashed names. Every answer
-carries a Content-Security-Policy that allows scripts, styles and requests from this origin only:
-no inline script, no ``on*=`` handlers, no CDN. Pure apart from ``Site.load``; the servers turn
-an ``Answer`` into their framework's response.
+use in ``spec/ui``); ``Site.load`` reads them once. Assets get names that carry a hash of their
+content (``app.3f2a…js``) and are cached for a year; the page is revalidated (``no-cache`` with
+an ETag) so a new version shows at once, and its ``/ui/assets/NAME`` references are rewritten
+to the hashed names. Every answer carries a Content-Security-Policy that allows scripts, styles
+and requests from this origin only: no inline script, no ``on*=`` handlers, no CDN. Pure apart
+from ``Site.load``; the servers turn an ``Answer`` into their framework's response.
 """
 
 from __future__ import annotations
