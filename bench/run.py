@@ -28,6 +28,7 @@ import s3_bench
 import serve_bench
 import sign_bench
 import transfer_bench
+import ui_bench
 import variants_bench
 from common import FamilyResult, Options, machine_info
 
@@ -41,6 +42,7 @@ FAMILIES: dict[str, Callable[[Options], FamilyResult]] = {
     serve_bench.NAME: serve_bench.run,
     sign_bench.NAME: sign_bench.run,
     variants_bench.NAME: variants_bench.run,
+    ui_bench.NAME: ui_bench.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 

@@ -107,6 +107,7 @@ def serve(
     proxy_ttl: str = typer.Option(
         "168h", "--proxy-ttl", help="How long a cached tag is served before it is revalidated."
     ),
+    ui: bool = typer.Option(True, "--ui/--no-ui", help="Serve the registry browser at /ui."),
 ) -> None:
     """Serve an OCI distribution-spec v1.1 registry (pull, push, discovery, management)."""
     from mdl.registry.server import ServeConfig
@@ -141,6 +142,7 @@ def serve(
         proxy_user=proxy_user,
         proxy_password_file=str(proxy_password_file) if proxy_password_file else None,
         proxy_ttl=_duration("--proxy-ttl", proxy_ttl),
+        ui=ui,
     )
     run(config)
 

@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 from mdl.registry import blobs, manifests, referrers, tags, uploads
 from mdl.registry.auth.gate import AuthSettings, Gate
 from mdl.registry.auth.token_endpoint import token_endpoint
+from mdl.registry.catalog_index import ChangeWatch
 from mdl.registry.context import Registry
 from mdl.registry.errors import ErrorCode, OCIError, response
 from mdl.registry.observe import Metrics, Observe
@@ -31,6 +32,7 @@ from mdl.registry.repos import Repositories
 from mdl.registry.routes import SHAPES
 from mdl.registry.sessions import UploadLimits, Uploads
 from mdl.registry.storage.driver import StorageDriver
+from mdl.registry.webui import RegistryPage
 from mdl.spec.browser import BrowserGuard, BrowserPolicy
 from mdl.spec.errors import StoreError, StoreFull
 
@@ -116,19 +118,25 @@ def create_app(
     limits: UploadLimits | None = None,
     redirect: bool = True,
     proxy: UpstreamSettings | None = None,
+    ui: bool = True,
 ) -> Starlette:
     """The registry over ``driver``; ``auth`` None means open access (the loopback default).
 
     ``browser`` is the host/origin policy open access answers browsers with; with auth (or
     None) only the path check applies. ``redirect`` sends blob GETs to the backend's own URL
     when it has one (``StorageDriver.url``). ``proxy`` makes it a pull-through cache of that
-    upstream: pulls fill the storage, pushes and deletes are refused.
+    upstream: pulls fill the storage, pushes and deletes are refused. ``ui`` serves the browser
+    at ``/ui``.
     """
     repos = Repositories(driver)
     metrics = Metrics()
+    mode = "none" if auth is None else "token" if auth.issuer is not None else "basic"
+    page = RegistryPage(repos, mode, read_only) if ui else None
     app = Starlette(
-        routes=routes(metrics, with_token=auth is not None and auth.issuer is not None),
+        routes=routes(metrics, with_token=auth is not None and auth.issuer is not None)
+        + (page.routes() if page else []),
         middleware=[
+            *([Middleware(ChangeWatch, index=page.index)] if page else []),
             Middleware(Observe, metrics=metrics),
             Middleware(
                 BrowserGuard, policy=browser if auth is None else None, error_body=_browser_error

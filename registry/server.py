@@ -75,6 +75,8 @@ class ServeConfig:
     proxy_user: str | None = None
     proxy_password_file: str | None = None
     proxy_ttl: float = DEFAULT_TTL
+    ui: bool = True
+    """Serve the registry browser at ``/ui``."""
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -159,6 +161,7 @@ def build_app(config: ServeConfig, driver: StorageDriver | None = None) -> Starl
         limits=UploadLimits(per_repository=config.max_uploads, expiry=config.upload_expiry),
         redirect=config.s3_redirect,
         proxy=upstream_settings(config),
+        ui=config.ui,
     )
 
 

@@ -147,7 +147,8 @@ class Gate:
             if header:
                 raise OCIError(ErrorCode.UNAUTHORIZED, "unsupported authorization scheme")
         except OCIError as error:
-            if error.code is ErrorCode.UNAUTHORIZED:
+            if error.code is ErrorCode.UNAUTHORIZED and need.kind != "ui":
+                # the browser page asks for credentials itself: no challenge, no browser dialog
                 error.headers["WWW-Authenticate"] = _challenge(auth, where, need, "invalid_token")
             raise
         return PolicyAccess(None, auth.policy)
@@ -161,6 +162,8 @@ class Gate:
             allowed = access.can("", CATALOG)
         elif need.kind == "metrics":
             allowed = access.user is not None
+        elif need.kind == "ui":
+            allowed = True  # mdl.registry.webui answers only what ``access`` may pull
         elif need.kind == "repository":
             allowed = access.can(need.name, need.action)
         else:

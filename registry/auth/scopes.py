@@ -21,7 +21,8 @@ PUBLIC_PATHS = frozenset({"/healthz", "/token"})
 @dataclass(frozen=True)
 class Need:
     kind: str
-    """``base`` (/v2/), ``catalog``, ``metrics``, ``repository``, or ``unknown`` (denied)."""
+    """``base`` (/v2/), ``catalog``, ``metrics``, ``repository``, ``ui`` (the browser, which
+    filters by access itself), or ``unknown`` (denied)."""
     name: str = ""
     action: str = ""
 
@@ -46,6 +47,8 @@ def need(method: str, path: str) -> Need | None:
         return Need("catalog")
     if path == "/metrics":
         return Need("metrics")
+    if path == "/ui" or path.startswith("/ui/"):
+        return Need("ui")
     matched = routes.match(method, path)
     if matched is None:
         return Need("unknown")

@@ -15,46 +15,25 @@ import urllib.request
 from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
-from typing import Any
 
 import ollama
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from browsing import CSP, Opened, launch, screenshot_dir
+from playwright.sync_api import Browser, Page, expect
 from servers import start_mdl_registry
 from serving import Served
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 DONE = "() => !document.body.classList.contains('busy') && !document.querySelector('[aria-busy]')"
 STREAMING = (
     "() => document.body.classList.contains('busy') && "
     "document.querySelector('.message.assistant .content').textContent.length > 20"
 )
-WAIT_MS = 120_000
-"""How long a wait may take: answers of a few hundred tokens on a busy 2-core machine."""
-expect.set_options(timeout=WAIT_MS)
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'; "
-    "frame-ancestors 'none'"
-)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with launch() as browser:
+        yield browser
 
 
 @pytest.fixture(scope="module")
@@ -66,25 +45,6 @@ def ui(served: Served, models_dir: Path) -> Served:
         models_dir,
     )
     return served
-
-
-class Opened:
-    """A page of a fresh browser context, and the console errors it logged."""
-
-    def __init__(self, browser: Browser, url: str, **context: Any) -> None:
-        self.context = browser.new_context(**context)
-        self.context.set_default_timeout(WAIT_MS)
-        self.page = self.context.new_page()
-        self.problems: list[str] = []
-        self.page.on(
-            "console", lambda m: self.problems.append(m.text) if m.type == "error" else None
-        )
-        self.page.on("pageerror", lambda e: self.problems.append(str(e)))
-        self.page.goto(url)
-
-    def close(self) -> None:
-        self.context.close()
-        assert self.problems == []
 
 
 @pytest.fixture
@@ -374,7 +334,7 @@ def test_screenshots_of_each_page(
         else:
             expect(page.locator(".message")).to_have_count(4)
         assert page.evaluate("getComputedStyle(document.body).backgroundColor") == background
-        path = tmp_path / f"ui-{view}-{scheme}.png"
+        path = screenshot_dir(tmp_path) / f"ui-{view}-{scheme}.png"
         page.screenshot(path=str(path), full_page=True)
         assert path.stat().st_size > 10_000
         print(f"screenshot: {path}")
