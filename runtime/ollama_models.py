@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from mdl.runtime.manage import Listed
+from mdl.runtime.library import Listed
 from mdl.runtime.models import ResolvedModel
 from mdl.runtime.scheduler import Slot
 from mdl.runtime.templates import chat_template
