@@ -14,7 +14,7 @@ from mdl.runtime.errors import BadRequest
 from mdl.runtime.payload import field, string_list
 from mdl.spec.digest import Digest
 from mdl.spec.errors import InvalidReference, ModelfileError
-from mdl.spec.modelfile import Instruction, Modelfile, parse_modelfile
+from mdl.spec.modelfile import Instruction, Modelfile, ModelParts, parse_modelfile
 from mdl.spec.parameters import PARAMETERS
 from mdl.spec.reference import Reference
 
@@ -25,7 +25,7 @@ def create_modelfile(body: dict[str, Any]) -> Modelfile:
         if isinstance(body.get("modelfile"), str):
             modelfile = parse_modelfile(body["modelfile"], "modelfile")
         else:
-            modelfile = Modelfile(tuple(_instructions(body)), "request")
+            modelfile = _parts(body).modelfile("request")
     except ModelfileError as exc:
         raise BadRequest(str(exc)) from exc
     for instruction in modelfile.instructions:
@@ -34,39 +34,44 @@ def create_modelfile(body: dict[str, Any]) -> Modelfile:
     return modelfile
 
 
-def _instructions(body: dict[str, Any]) -> list[Instruction]:
-    out = []
+def _parts(body: dict[str, Any]) -> ModelParts:
     files = _string_map(body, "files")
     source = field(body, "from", str, "")
-    if source:
-        out.append(Instruction("from", source))
-    elif files:
+    if not source and files:
         weights = [d for f, d in files.items() if f.endswith(".gguf")] or list(files.values())
-        out.append(Instruction("from", weights[0]))
-    else:
+        source = weights[0]
+    if not source:
         raise BadRequest('create needs "from" (a model) or "files" (uploaded blob digests)')
-    for digest in _string_map(body, "adapters").values():
-        out.append(Instruction("adapter", digest))
-    for command in ("template", "system"):
-        if isinstance(body.get(command), str):
-            out.append(Instruction(command, body[command]))
+    parameters = []
     for name, value in field(body, "parameters", dict, {}).items():
         if name not in PARAMETERS:
             raise BadRequest(f'parameters: unknown parameter "{name}"')
         for item in value if isinstance(value, list) else [value]:
             if not isinstance(item, str | int | float | bool):
                 raise BadRequest(f"parameters: {name} must be a string, number or boolean")
-            text = ("true" if item else "false") if isinstance(item, bool) else str(item)
-            out.append(Instruction("parameter", text, key=name))
+            parameters.append((name, _text(item)))
+    messages = []
     for message in field(body, "messages", list, []):
         if not isinstance(message, dict) or not all(
             isinstance(message.get(k, ""), str) for k in ("role", "content")
         ):
             raise BadRequest("messages must be objects with role and content")
-        out.append(Instruction("message", message.get("content", ""), key=message.get("role", "")))
-    for text in string_list(body, "license"):
-        out.append(Instruction("license", text))
-    return out
+        messages.append((message.get("role", ""), message.get("content", "")))
+    return ModelParts(
+        source,
+        adapters=list(_string_map(body, "adapters").values()),
+        template=body["template"] if isinstance(body.get("template"), str) else None,
+        system=body["system"] if isinstance(body.get("system"), str) else None,
+        parameters=parameters,
+        messages=messages,
+        licenses=string_list(body, "license"),
+    )
+
+
+def _text(value: str | float | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _string_map(body: dict[str, Any], name: str) -> dict[str, str]:
