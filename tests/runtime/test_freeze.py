@@ -40,8 +40,9 @@ FORWARD_FIRST = 8 * 1024 * 1024
 """Bytes the relay lets through before it holds the pull (the manifest and config and a part
 of the weights)."""
 FAST = 0.1
-"""The bound on each call's median while the lock is held; on a machine so loaded that a call
-takes more than half of it without the pull, twice that call's time without the pull."""
+"""The bound on each call's median while the lock is held (on a machine so loaded that a call
+takes more than half of it without the pull, twice that call's median without the pull), and
+on the fastest first token."""
 RUNTIME = Path(__file__).parents[2] / "runtime"
 
 
@@ -161,15 +162,15 @@ def first_token(served: Served) -> float:
         connection.close()
 
 
-def measure(served: Served, rounds: int = 7) -> dict[str, float]:
-    """Median seconds of each call over ``rounds`` interleaved rounds."""
+def measure(served: Served, rounds: int = 9) -> dict[str, list[float]]:
+    """Seconds of each call in ``rounds`` interleaved rounds."""
     times: dict[str, list[float]] = {"version": [], "tags": [], "show": [], "generate": []}
     for _ in range(rounds):
         times["version"].append(get(served, "/api/version"))
         times["tags"].append(get(served, "/api/tags"))
         times["show"].append(show(served))
         times["generate"].append(first_token(served))
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
 
 
 @pytest.fixture(scope="module")
@@ -216,9 +217,14 @@ def test_a_pull_holding_the_store_lock_freezes_nothing(served: Served, registry:
         locks = flocks(lock)
         assert (pull.pid, "READ", False) in locks and waiting in locks  # still, all along
         assert not deleted and pull.poll() is None
-        print("median seconds without the pull:", quiet, "while it holds the lock:", held)
-        for name, seconds in held.items():
-            assert seconds < max(FAST, 2 * quiet[name]), (name, held, quiet)
+        print("seconds without the pull:", quiet, "while it holds the lock:", held)
+        for name in ("version", "tags", "show"):
+            median = statistics.median(held[name])
+            assert median < max(FAST, 2 * statistics.median(quiet[name])), (name, held, quiet)
+        # the first token also needs the worker's share of the CPU, which a loaded machine
+        # makes spiky; a frozen loop would hold every one of them until the pull ends
+        assert min(held["generate"]) < FAST, held
+        assert statistics.median(held["generate"]) < 10 * FAST, held
     finally:
         relay.release()
         _, err = pull.communicate(timeout=120)
