@@ -45,7 +45,8 @@ def run(
         text = sys.stdin.read()
     extra: dict[str, Any] = {} if keep_alive is None else {"keep_alive": keep_alive}
     if text:
-        _answer(server, {"model": ref, "messages": [{"role": "user", "content": text}], **extra})
+        messages = [{"role": "user", "content": text}]
+        _answer(server, {"model": ref, "messages": messages, **extra}, verbose)
         return
     from mdl.cli.repl import Chat, Repl
 
