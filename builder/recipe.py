@@ -17,7 +17,13 @@ from mdl.spec import mediatypes as mt
 from mdl.spec.digest import Digest
 from mdl.spec.errors import ModelfileError
 from mdl.spec.gguf import read_gguf_file
-from mdl.spec.modelfile import Instruction, Modelfile, format_modelfile, parse_modelfile
+from mdl.spec.modelfile import (
+    Instruction,
+    Modelfile,
+    ModelParts,
+    format_modelfile,
+    parse_modelfile,
+)
 from mdl.spec.modelpack import ANNOTATION_TEMPLATE_FORMAT, license_filepath, template_format
 from mdl.spec.parameters import ParamValue, go_json, params_json, parse_params_json
 from mdl.store.models import StoredModel
@@ -73,19 +79,19 @@ class Recipe:
         It builds the same model again in this store; a template that came from the weights'
         own GGUF metadata is left out, since the weights bring it back.
         """
-        lines = [Instruction("from", str(weights))]
-        lines += [Instruction("adapter", str(d)) for d in adapters]
-        if draft:
-            lines.append(Instruction("draft", str(draft)))
-        if self.template is not None and self.template != self.weights.info.chat_template:
-            lines.append(Instruction("template", self.template))
-        if self.system is not None:
-            lines.append(Instruction("system", self.system))
-        lines += [Instruction("parameter", param_text(v), key=k) for k, v in self.params]
-        lines += [Instruction("message", content, key=role) for role, content in self.messages]
-        lines += [Instruction("license", text) for text in self.licenses]
-        lines += [Instruction(command, value) for command, value in sorted(self.extras.items())]
-        return format_modelfile(Modelfile(tuple(lines), self.path))
+        own = self.template is not None and self.template != self.weights.info.chat_template
+        parts = ModelParts(
+            str(weights),
+            adapters=[str(d) for d in adapters],
+            draft=str(draft) if draft else None,
+            template=self.template if own else None,
+            system=self.system,
+            parameters=[(k, param_text(v)) for k, v in self.params],
+            messages=list(self.messages),
+            licenses=self.licenses,
+            extras=sorted(self.extras.items()),
+        )
+        return format_modelfile(parts.modelfile(self.path))
 
 
 def recipe_for(store: Store, modelfile: Modelfile, context: Path) -> Recipe:

@@ -7,7 +7,7 @@ from typing import Any
 from mdl.builder.recipe import param_text
 from mdl.spec import mediatypes as mt
 from mdl.spec.errors import StoreError
-from mdl.spec.modelfile import Instruction, Modelfile, format_modelfile
+from mdl.spec.modelfile import ModelParts, format_modelfile
 from mdl.spec.modelpack import ANNOTATION_TEMPLATE_FORMAT
 from mdl.spec.parameters import parse_params_json
 from mdl.store.models import StoredModel
@@ -48,15 +48,17 @@ def model_modelfile(model: StoredModel) -> str:
     weights = model.files.get(mt.WEIGHTS_FILE)
     if weights is None:
         raise StoreError(f"{model.descriptor.digest}: no {mt.WEIGHTS_FILE} layer to write FROM for")
-    lines = [Instruction("from", str(weights.digest))]
-    lines += [Instruction("adapter", str(d.digest)) for _, d in model.files.adapters]
-    if summary["template"] is not None:
-        lines.append(Instruction("template", summary["template"]))
-    if summary["system"] is not None:
-        lines.append(Instruction("system", summary["system"]))
-    for name, value in summary["parameters"].items():
-        for item in value if isinstance(value, list) else [value]:
-            lines.append(Instruction("parameter", param_text(item), key=name))
-    lines += [Instruction("message", m["content"], key=m["role"]) for m in summary["messages"]]
-    lines += [Instruction("license", text) for text in summary["licenses"]]
-    return format_modelfile(Modelfile(tuple(lines)))
+    parts = ModelParts(
+        str(weights.digest),
+        adapters=[str(d.digest) for _, d in model.files.adapters],
+        template=summary["template"],
+        system=summary["system"],
+        parameters=[
+            (name, param_text(item))
+            for name, value in summary["parameters"].items()
+            for item in (value if isinstance(value, list) else [value])
+        ],
+        messages=[(m["role"], m["content"]) for m in summary["messages"]],
+        licenses=summary["licenses"],
+    )
+    return format_modelfile(parts.modelfile())

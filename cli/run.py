@@ -1,6 +1,7 @@
 """``mdl run``, ``mdl ps``, ``mdl stop``: clients of a running ``mdl serve`` (at ``MDL_HOST``).
 
-They speak its Ollama API with the standard library's HTTP client, streaming NDJSON.
+They speak its Ollama API with the standard library's HTTP client, streaming NDJSON. The chat
+on a terminal (``mdl run MODEL``) is ``repl.py``.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -41,28 +43,23 @@ def run(
     text = " ".join(prompt or [])
     if not text and not sys.stdin.isatty():
         text = sys.stdin.read()
-    options: dict[str, Any] = {} if keep_alive is None else {"keep_alive": keep_alive}
+    extra: dict[str, Any] = {} if keep_alive is None else {"keep_alive": keep_alive}
     if text:
-        _answer(server, ref, [{"role": "user", "content": text}], options, verbose)
+        messages = [{"role": "user", "content": text}]
+        _answer(server, {"model": ref, "messages": messages, **extra}, verbose)
         return
-    server.call("/api/chat", {"model": ref, "messages": [], **options})  # load, or fail early
-    history: list[dict[str, Any]] = []
-    console.line(f"Chatting with {ref}. Type /bye to leave, /clear to forget.")
-    while True:
-        try:
-            line = input(">>> ")
-        except EOFError:
-            break
-        if line.strip() in ("/bye", "/exit"):
-            break
-        if line.strip() == "/clear":
-            history.clear()
-            continue
-        if not line.strip():
-            continue
-        history.append({"role": "user", "content": line})
-        reply = _answer(server, ref, history, options, verbose)
-        history.append({"role": "assistant", "content": reply})
+    from mdl.cli.repl import Chat, Repl
+
+    server.call("/api/chat", {"model": ref, "messages": [], **extra})  # load, or fail early
+    import readline  # noqa: F401  (line editing and history for input())
+
+    def answer(chat: Chat) -> str:
+        body = {"model": chat.model, "messages": chat.conversation(), **extra}
+        if chat.options:
+            body["options"] = chat.options
+        return _answer(server, body, verbose, interruptible=True)
+
+    Repl(server, Chat(ref), answer, extra).run()
 
 
 def ps(as_json: bool = JSON) -> None:
@@ -90,17 +87,22 @@ def stop(ref: str = typer.Argument(..., help="The model reference.")) -> None:
 
 
 def _answer(
-    server: Server, ref: str, messages: list[dict[str, Any]], options: dict[str, Any], verbose: bool
+    server: Server, body: dict[str, Any], verbose: bool = False, interruptible: bool = False
 ) -> str:
-    body = {"model": ref, "messages": messages, "stream": True, **options}
+    """Stream the chat's answer to stdout; the text. ``interruptible``: Ctrl-C ends it there
+    (the connection is closed, which stops the generation) and the text so far is returned."""
     parts = []
     last: dict[str, Any] = {}
-    for chunk in server.stream("/api/chat", body):
-        piece = chunk.get("message", {}).get("content", "")
-        sys.stdout.write(piece)
-        sys.stdout.flush()
-        parts.append(piece)
-        last = chunk
+    try:
+        for chunk in server.stream("/api/chat", {**body, "stream": True}):
+            piece = chunk.get("message", {}).get("content", "")
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+            parts.append(piece)
+            last = chunk
+    except KeyboardInterrupt:
+        if not interruptible:
+            raise
     sys.stdout.write("\n")
     if verbose and last.get("eval_duration"):
         rate = last["eval_count"] / (last["eval_duration"] / 1e9)
@@ -143,6 +145,8 @@ class Server:
             return json.loads(response.read() or b"null")
 
     def stream(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """The NDJSON chunks; closing the iterator early closes the connection, which stops
+        the server's work."""
         with self._request("POST", path, body) as response:
             for line in response:
                 if line.strip():
@@ -151,26 +155,30 @@ class Server:
                         raise ServerError(chunk["error"])
                     yield chunk
 
+    @contextmanager
     def _request(
         self, method: str, path: str, body: dict[str, Any] | None
-    ) -> http.client.HTTPResponse:
+    ) -> Iterator[http.client.HTTPResponse]:
         import http.client  # only the serve clients need it; every command's start would pay
 
         connection = http.client.HTTPConnection(self.host, self.port, timeout=600)
         data = None if body is None else json.dumps(body).encode()
         try:
-            connection.request(method, path, data, {"Content-Type": "application/json"})
-            response = connection.getresponse()
-        except OSError as exc:
-            raise ServerError(
-                f"cannot reach mdl serve at {self.host}:{self.port} ({exc.strerror or exc}); "
-                "start it with `mdl serve` or set MDL_HOST"
-            ) from exc
-        if response.status >= 400:
-            message = _error_message(response.read(), response.status)
-            response.close()
-            raise {404: NotFound, 400: Refused}.get(response.status, ServerError)(message)
-        return response
+            try:
+                connection.request(method, path, data, {"Content-Type": "application/json"})
+                response = connection.getresponse()
+            except OSError as exc:
+                raise ServerError(
+                    f"cannot reach mdl serve at {self.host}:{self.port} ({exc.strerror or exc}); "
+                    "start it with `mdl serve` or set MDL_HOST"
+                ) from exc
+            with response:
+                if response.status >= 400:
+                    message = _error_message(response.read(), response.status)
+                    raise {404: NotFound, 400: Refused}.get(response.status, ServerError)(message)
+                yield response
+        finally:
+            connection.close()
 
 
 def _error_message(body: bytes, status: int) -> str:

@@ -25,7 +25,7 @@ from mdl.spec.reference import Reference
 from mdl.store.store import Store
 
 if TYPE_CHECKING:
-    from mdl.runtime.manage import Create, ProgressFn, Transfer
+    from mdl.runtime.library import Create, ProgressFn, Transfer
 
 
 def register(app: typer.Typer) -> None:
@@ -44,7 +44,7 @@ def serve(
 
     from mdl.runtime.app import create_app
     from mdl.runtime.config import ServeConfig
-    from mdl.runtime.manage import Library
+    from mdl.runtime.library import Library
     from mdl.runtime.models import ModelResolver
     from mdl.runtime.process import WorkerRunner
     from mdl.runtime.scheduler import Scheduler
@@ -121,7 +121,7 @@ def _create(store: Store) -> Create:
 
 def _transfer(store: Store, kind: str) -> Transfer:
     """``/api/pull`` and ``/api/push`` over ``mdl.client``, reporting as Ollama does."""
-    from mdl.runtime.manage import TransferProgress
+    from mdl.runtime.library import TransferProgress
 
     verb = "pulling" if kind == "pull" else "pushing"
 

@@ -1,19 +1,18 @@
-"""The ASGI app: Ollama's and OpenAI's routes over one service, the chat page (``/ui``),
-errors, guards, shutdown.
+"""The ASGI app: Ollama's API (with the chat page, ``/ui``) and OpenAI's, each its own
+sub-application over one service, with its own error handlers; shutdown.
 
-Every error a handler raises becomes JSON in the shape the caller's API uses, with the status
-the error carries: ``{"error": "..."}`` under ``/api``, ``{"error": {"message", "type", …}}``
-under ``/v1``. Nothing answers with a traceback, an unexpected exception's text, or the store's
-absolute path.
+Each API answers every error a handler raises in its own shape, ``{"error": "..."}`` for
+Ollama's, ``{"error": {"message", "type", …}}`` for OpenAI's (mounted at ``/v1``), with the
+status and text ``errors.Disclose`` gives: no traceback, no unexpected exception's text, no
+absolute path of the store.
 
-Outermost, before routing: the browser guard (``mdl.spec.browser``: DNS rebinding, cross-site
-requests from pages that are not allowed), then CORS for the allowed origins, then the body
-limit (``limits.BodyLimit``).
+Each sub-application's middleware, outermost first: the browser guard (``mdl.spec.browser``:
+DNS rebinding, cross-site requests from pages that are not allowed), CORS for the allowed
+origins, the body limit (``limits.BodyLimit``).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,25 +23,21 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.routing import BaseRoute, Mount
+from starlette.types import ASGIApp
 
+from mdl.runtime import ollama_api, openai_api
 from mdl.runtime.config import ServeConfig
-from mdl.runtime.errors import RuntimeFailure
+from mdl.runtime.errors import Disclose
+from mdl.runtime.library import Library
 from mdl.runtime.limits import BodyLimit
-from mdl.runtime.manage import Library
-from mdl.runtime.ollama_api import OllamaAPI
-from mdl.runtime.openai_api import OpenAIAPI, error_body
 from mdl.runtime.service import Service
-from mdl.runtime.streaming import ClientGone
+from mdl.runtime.streaming import Chunk, ClientGone
 from mdl.runtime.webui import ChatPage
 from mdl.spec.browser import LOCAL_ORIGINS, BrowserGuard, BrowserPolicy, origin_regex
-from mdl.spec.errors import InvalidReference, MdlError, ModelfileError, NotFound
+from mdl.spec.errors import MdlError
 
-log = logging.getLogger("mdl.runtime")
-
-_OPENAI_TYPES = {400: "invalid_request_error", 403: "permission_error", 404: "not_found_error",
-                 413: "invalid_request_error", 415: "invalid_request_error", 501: "not_implemented",
-                 503: "service_unavailable"}  # fmt: skip
+ErrorBody = Callable[[int, str], Chunk]
 
 
 def create_app(service: Service, library: Library, config: ServeConfig) -> ASGIApp:
@@ -53,73 +48,46 @@ def create_app(service: Service, library: Library, config: ServeConfig) -> ASGIA
         yield
         await service.scheduler.close()
 
-    roots = {str(library.store.root), str(library.store.root.resolve())}
+    root = library.store.root
+    disclose = Disclose(tuple(sorted({str(root), str(root.resolve())}, key=len, reverse=True)))
+    policy = BrowserPolicy.create(config.host, config.origins)
 
-    def answer(request: Request, status: int, message: str) -> Response:
-        for root in roots:
-            message = message.replace(root, "$MDL_HOME/store")
-        return JSONResponse(error_json(request.url.path, status, message), status_code=status)
+    def api(routes: list[BaseRoute], body: ErrorBody) -> Starlette:
+        return Starlette(
+            routes=routes,
+            middleware=[
+                Middleware(BrowserGuard, policy=policy, error_body=body),
+                Middleware(
+                    CORSMiddleware,
+                    allow_origin_regex=origin_regex(LOCAL_ORIGINS + config.origins),
+                    allow_methods=["*"],
+                    allow_headers=["*"],
+                ),
+                Middleware(BodyLimit, limit=config.max_request_bytes, blobs=config.max_blob_bytes),
+            ],
+            exception_handlers=_handlers(disclose, body),
+        )
 
-    app = Starlette(
+    openai = openai_api.OpenAIAPI(service, library, disclose)
+    native = ollama_api.OllamaAPI(service, library, disclose)
+    return Starlette(
         routes=[
-            *OllamaAPI(service, library).routes(),
-            *OpenAIAPI(service, library).routes(),
-            *ChatPage().routes(),
+            Mount(openai_api.PREFIX, api(openai.routes(), openai_api.error_body)),
+            Mount("", api([*native.routes(), *ChatPage().routes()], ollama_api.error_body)),
         ],
-        middleware=[
-            Middleware(
-                CORSMiddleware,
-                allow_origin_regex=origin_regex(LOCAL_ORIGINS + config.origins),
-                allow_methods=["*"],
-                allow_headers=["*"],
-            ),
-            Middleware(BodyLimit, limit=config.max_request_bytes, blobs=config.max_blob_bytes),
-        ],
-        exception_handlers=_handlers(answer),
         lifespan=lifespan,
     )
-    return _Guarded(app, BrowserPolicy.create(config.host, config.origins))
 
 
-def status_of(exc: MdlError) -> int:
-    if isinstance(exc, RuntimeFailure):
-        return exc.status
-    if isinstance(exc, NotFound):
-        return 404
-    if isinstance(exc, InvalidReference | ModelfileError):
-        return 400
-    return 500
+Handler = Callable[[Request, Exception], Any]
 
 
-def error_json(path: str, status: int, message: str) -> dict[str, Any]:
-    """The error body of the API ``path`` belongs to."""
-    if path.startswith("/v1/"):
-        return error_body(message, _OPENAI_TYPES.get(status, "api_error"))
-    return {"error": message}
+def _handlers(disclose: Disclose, body: ErrorBody) -> dict[Any, Handler]:
+    def answer(status: int, message: str) -> Response:
+        return JSONResponse(body(status, message), status_code=status)
 
-
-class _Guarded:
-    """``BrowserGuard`` answering in the error shape of the API the path belongs to."""
-
-    def __init__(self, app: ASGIApp, policy: BrowserPolicy) -> None:
-        self.native = BrowserGuard(app, policy, lambda s, m: error_json("/api", s, m))
-        self.openai = BrowserGuard(app, policy, lambda s, m: error_json("/v1/", s, m))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        guard = self.openai if str(scope.get("path", "")).startswith("/v1/") else self.native
-        await guard(scope, receive, send)
-
-
-Answer = Callable[[Request, int, str], Response]
-
-
-def _handlers(answer: Answer) -> dict[Any, Callable[[Request, Exception], Any]]:
-    async def mdl_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, MdlError)
-        status = status_of(exc)
-        if status >= 500:
-            log.warning("%s %s: %s", request.method, request.url.path, exc)
-        return answer(request, status, str(exc))
+    async def error(request: Request, exc: Exception) -> Response:
+        return answer(*disclose(exc, f"{request.method} {request.url.path}"))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -129,14 +97,10 @@ def _handlers(answer: Answer) -> dict[Any, Callable[[Request, Exception], Any]]:
             message = f"{request.method} is not allowed on {request.url.path}"
         else:
             message = str(exc.detail)
-        return answer(request, exc.status_code, message)
+        return answer(exc.status_code, message)
 
     async def client_gone(request: Request, exc: Exception) -> Response:
         return Response(status_code=499)
 
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("%s %s failed", request.method, request.url.path)
-        return answer(request, 500, "internal error (the server log has the details)")
-
-    return {MdlError: mdl_error, HTTPException: http_error, ClientGone: client_gone,
-            Exception: unexpected}  # fmt: skip
+    return {MdlError: error, HTTPException: http_error, ClientGone: client_gone,
+            Exception: error}  # fmt: skip

@@ -18,13 +18,21 @@ They extend mdl's one tree (``mdl.spec.errors``)::
         ├── OutOfMemory         507: the model's estimated size exceeds the memory available
         └── RunnerCrashed       500: the worker process died while answering
 
-The API modules translate store and spec errors (``NotFound``, ``InvalidReference``) into these
-at one place (``service.py``); handlers never build error JSON themselves.
+Handlers raise; they never build error JSON. ``Disclose`` is the one place an error becomes a
+status and the text a client may read, for an answer and for a stream that fails midway alike:
+an ``MdlError`` keeps its message (the store's absolute path replaced by ``$MDL_HOME/store``),
+anything else is an internal error whose text goes to the log only.
 """
 
 from __future__ import annotations
 
-from mdl.spec.errors import MdlError
+import logging
+from dataclasses import dataclass
+
+from mdl.spec.errors import InvalidReference, MdlError, ModelfileError, NotFound
+
+log = logging.getLogger("mdl.runtime")
+INTERNAL = "internal error (the server log has the details)"
 
 
 class RuntimeFailure(MdlError):
@@ -79,3 +87,32 @@ class LoadFailed(RuntimeFailure):
 
 class RunnerCrashed(RuntimeFailure):
     pass
+
+
+def status_of(exc: MdlError) -> int:
+    if isinstance(exc, RuntimeFailure):
+        return exc.status
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, InvalidReference | ModelfileError):
+        return 400
+    return 500
+
+
+@dataclass(frozen=True)
+class Disclose:
+    """``(status, message)`` a client is told of ``exc``; 5xx errors are logged with ``where``."""
+
+    store_roots: tuple[str, ...] = ()
+
+    def __call__(self, exc: Exception, where: str) -> tuple[int, str]:
+        if not isinstance(exc, MdlError):
+            log.error("%s failed", where, exc_info=exc)
+            return 500, INTERNAL
+        status = status_of(exc)
+        if status >= 500:
+            log.warning("%s: %s", where, exc)
+        message = str(exc)
+        for root in self.store_roots:
+            message = message.replace(root, "$MDL_HOME/store")
+        return status, message

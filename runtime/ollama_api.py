@@ -1,28 +1,27 @@
 """Ollama's API (``/api/*``) as a thin adapter: JSON in, native requests, events out as NDJSON.
 
 Field names, defaults (``stream`` true) and response shapes are Ollama's; durations are in
-nanoseconds. Errors are raised and turned into ``{"error": "..."}`` by ``app.py``.
+nanoseconds. Errors are raised and turned into ``{"error": "..."}`` by ``app.py``; a stream that
+fails midway ends with such a line. Handlers reach the store only through ``Library``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator, Callable
-from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
 
-from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from mdl.runtime import ollama_models as describe
-from mdl.runtime.errors import BadRequest, RuntimeFailure
-from mdl.runtime.manage import Library, TransferProgress
+from mdl.runtime.errors import BadRequest, Disclose
+from mdl.runtime.library import Library
 from mdl.runtime.messages import ToolCall, message_from_json, tool_from_json
+from mdl.runtime.ollama_create import create_modelfile
 from mdl.runtime.payload import field, read_object, required_str, string_list
-from mdl.runtime.runner import Failed, Token
+from mdl.runtime.runner import Token
 from mdl.runtime.service import (
     ChatRequest,
     EmbedRequest,
@@ -33,20 +32,31 @@ from mdl.runtime.service import (
     format_option,
     unit_vector,
 )
-from mdl.runtime.streaming import StreamResponse, first_item, until_disconnected
-from mdl.spec.errors import MdlError
+from mdl.runtime.streaming import Chunk, Framing, answer, compact, until_disconnected
 
 NDJSON = "application/x-ndjson"
 API_VERSION = "0.12.0"
 """The Ollama API version this runtime answers as (``/api/version``); clients check it."""
 
-Render = Callable[[Event], list[dict[str, Any]]]
+Render = Callable[[Event], list[Chunk]]
+
+
+def error_body(status: int, message: str) -> Chunk:
+    return {"error": message}
+
+
+def _line(chunk: Chunk) -> bytes:
+    return compact(chunk) + b"\n"
+
+
+FRAMING = Framing(NDJSON, _line, lambda status, message: _line(error_body(status, message)))
 
 
 class OllamaAPI:
-    def __init__(self, service: Service, library: Library) -> None:
+    def __init__(self, service: Service, library: Library, disclose: Disclose) -> None:
         self.service = service
         self.library = library
+        self.disclose = disclose
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -74,7 +84,7 @@ class OllamaAPI:
         return JSONResponse({"version": API_VERSION})
 
     async def tags(self, request: Request) -> Response:
-        listed = await to_thread.run_sync(self.library.list)
+        listed = await self.library.list()
         return JSONResponse({"models": [describe.tag_entry(m) for m in listed]})
 
     async def ps(self, request: Request) -> Response:
@@ -89,7 +99,7 @@ class OllamaAPI:
         body = await read_object(request)
         name = field(body, "model", str, "") or required_str(body, "name")
         model = await self.service.resolve(name)
-        return JSONResponse(await to_thread.run_sync(describe.show, model))  # reads blobs
+        return JSONResponse(await self.library.show(model, describe.show))
 
     async def generate(self, request: Request) -> Response:
         body = await read_object(request)
@@ -111,10 +121,9 @@ class OllamaAPI:
             keep_alive=body.get("keep_alive"),
             images=len(field(body, "images", list, [])),
         )
-        model = native.model
-        return await self._answer(
-            request, body, self.service.generate(native), _generate_render(model), _generate_sum
-        )
+        render = _generate_render(native.model)
+        events = self.service.generate(native)
+        return await self._answer(request, body, events, render, _generate_sum)
 
     async def chat(self, request: Request) -> Response:
         body = await read_object(request)
@@ -171,21 +180,22 @@ class OllamaAPI:
     async def copy(self, request: Request) -> Response:
         body = await read_object(request)
         source, destination = required_str(body, "source"), required_str(body, "destination")
-        await to_thread.run_sync(self.library.copy, source, destination)
+        await self.library.copy(source, destination)
         return Response(status_code=200)
 
     async def delete(self, request: Request) -> Response:
         body = await read_object(request)
         name = field(body, "model", str, "") or required_str(body, "name")
-        digest = await to_thread.run_sync(self.library.delete, name)
-        if not any(m.digest == digest for m in await to_thread.run_sync(self.library.list)):
-            await self.service.scheduler.unload(str(digest))
+        unnamed = await self.library.delete(name)
+        if unnamed is not None:
+            await self.service.scheduler.unload(str(unnamed))
         return Response(status_code=200)
 
     async def create(self, request: Request) -> Response:
         body = await read_object(request)
         statuses = [{"status": "gathering model components"}]
-        await self.library.create_model(body)
+        name = field(body, "model", str, "") or field(body, "name", str, "")
+        await self.library.build(create_modelfile(body), name)
         statuses += [{"status": "writing manifest"}, {"status": "success"}]
         if field(body, "stream", bool, True):
             return Response(b"".join(_line(s) for s in statuses), media_type=NDJSON)
@@ -200,7 +210,7 @@ class OllamaAPI:
     async def blob(self, request: Request) -> Response:
         digest = request.path_params["digest"]
         if request.method == "HEAD":
-            found = await to_thread.run_sync(self.library.has_blob, digest)
+            found = await self.library.has_blob(digest)
             return Response(status_code=200 if found else 404)
         await self.library.put_blob(digest, request.stream())
         return Response(status_code=201)
@@ -213,68 +223,38 @@ class OllamaAPI:
         body: dict[str, Any],
         events: AsyncGenerator[Event, None],
         render: Render,
-        summarise: Callable[[list[dict[str, Any]]], dict[str, Any]],
+        summarise: Callable[[list[Chunk]], Chunk],
     ) -> Response:
         """Stream the events as NDJSON, or (``stream: false``) answer once with their sum."""
-        stream = field(body, "stream", bool, True)
-        first = await first_item(request, events)
-        if stream:
-            return StreamResponse(_ndjson(first, events, render), NDJSON)
-        chunks = await until_disconnected(request, _collect(first, events, render))
-        return JSONResponse(summarise(chunks))
+        return await answer(
+            request,
+            events,
+            field(body, "stream", bool, True),
+            FRAMING,
+            render,
+            lambda events: summarise([chunk for event in events for chunk in render(event)]),
+            self.disclose,
+        )
 
     async def _transfer(self, request: Request, kind: str) -> Response:
         body = await read_object(request)
         name = field(body, "model", str, "") or required_str(body, "name")
         steps = self.library.transfer(kind, name, field(body, "insecure", bool, False))
-        if field(body, "stream", bool, True):
-            return StreamResponse(_progress_lines(steps), NDJSON)
-        statuses = [step.status async for step in steps]
-        return JSONResponse({"status": statuses[-1] if statuses else "success"})
-
-
-async def _ndjson(
-    first: Event, events: AsyncGenerator[Event, None], render: Render
-) -> AsyncGenerator[bytes, None]:
-    async with aclosing(events):
-        for chunk in render(first):
-            yield _line(chunk)
-        async for event in events:
-            for chunk in render(event):
-                yield _line(chunk)
-
-
-async def _collect(
-    first: Event, events: AsyncGenerator[Event, None], render: Render
-) -> list[dict[str, Any]]:
-    chunks = render(first)
-    async with aclosing(events):
-        async for event in events:
-            chunks += render(event)
-    for chunk in chunks:
-        if "error" in chunk:
-            raise RuntimeFailure(chunk["error"])
-    return chunks
-
-
-async def _progress_lines(
-    steps: AsyncGenerator[TransferProgress, None],
-) -> AsyncGenerator[bytes, None]:
-    """Progress as NDJSON; a failure once streaming has begun is a last ``error`` line."""
-    async with aclosing(steps):
-        try:
-            async for step in steps:
-                yield _line({k: v for k, v in vars(step).items() if v is not None})
-        except MdlError as exc:
-            yield _line({"error": str(exc)})
+        return await answer(
+            request,
+            steps,
+            field(body, "stream", bool, True),
+            FRAMING,
+            lambda step: [{k: v for k, v in vars(step).items() if v is not None}],
+            lambda steps: {"status": steps[-1].status},
+            self.disclose,
+        )
 
 
 def _generate_render(model: str) -> Render:
-    def render(event: Event) -> list[dict[str, Any]]:
+    def render(event: Event) -> list[Chunk]:
         if isinstance(event, Token):
             return [{"model": model, "created_at": _now(), "response": event.text, "done": False}]
-        if isinstance(event, Failed):
-            return [{"error": event.message}]
         final = {"model": model, "created_at": _now(), "response": "", **_done(event)}
         if event.context:
             final["context"] = list(event.context)
@@ -284,9 +264,7 @@ def _generate_render(model: str) -> Render:
 
 
 def _chat_render(model: str) -> Render:
-    def render(event: Event) -> list[dict[str, Any]]:
-        if isinstance(event, Failed):
-            return [{"error": event.message}]
+    def render(event: Event) -> list[Chunk]:
         head = {"model": model, "created_at": _now()}
         if isinstance(event, Token):
             return [{**head, "message": _reply(event.text), "done": False}]
@@ -335,10 +313,6 @@ def _reply(content: str, tool_calls: list[dict[str, Any]] | None = None) -> dict
 
 def _tool_call_json(call: ToolCall) -> dict[str, Any]:
     return {"id": call.id, "function": {"name": call.name, "arguments": dict(call.arguments)}}
-
-
-def _line(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
 
 
 def _now() -> str:

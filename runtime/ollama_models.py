@@ -7,14 +7,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from mdl.runtime.manage import Listed
+from mdl.runtime.library import Listed
 from mdl.runtime.models import ResolvedModel
 from mdl.runtime.scheduler import Slot
 from mdl.runtime.templates import chat_template
 from mdl.runtime.templates.gotemplate import go_print
 from mdl.spec import mediatypes as mt
 from mdl.spec.gguf import ArraySummary, MetadataValue
-from mdl.spec.modelfile import Instruction, Modelfile, format_modelfile
+from mdl.spec.modelfile import ModelParts, format_modelfile
 from mdl.spec.modelpack import ModelConfig
 
 FOREVER = "2318-11-26T00:00:00Z"
@@ -106,8 +106,7 @@ def parameters_text(params: Mapping[str, Any]) -> str:
     """Ollama's ``parameters``: one ``name value`` line per value, values in Go's ``%#v``."""
     lines = []
     for name in sorted(params):
-        value = params[name]
-        for item in value if isinstance(value, list) else [value]:
+        for item in _items(params[name]):
             text = json.dumps(item) if isinstance(item, str) else go_print(item)
             lines.append(f"{name:<30} {text}")
     return "\n".join(lines)
@@ -125,17 +124,23 @@ def modelfile(model: ResolvedModel) -> str:
     if stored is not None:
         return stored
     weights = model.stored.files.get(mt.WEIGHTS_FILE)
-    lines = [Instruction("from", str(weights.digest if weights else model.weights))]
-    lines += [Instruction("adapter", str(d.digest)) for _, d in model.stored.files.adapters]
-    lines.append(Instruction("template", model.template))
-    if model.system:
-        lines.append(Instruction("system", model.system))
-    for name in sorted(model.params):
-        value = model.params[name]
-        for item in value if isinstance(value, list) else [value]:
-            lines.append(Instruction("parameter", go_print(item), key=name))
-    lines += [Instruction("message", m.content, key=m.role) for m in model.messages]
-    return format_modelfile(Modelfile(tuple(lines)))
+    parts = ModelParts(
+        str(weights.digest if weights else model.weights),
+        adapters=[str(d.digest) for _, d in model.stored.files.adapters],
+        template=model.template,
+        system=model.system or None,
+        parameters=[
+            (name, go_print(item))
+            for name in sorted(model.params)
+            for item in _items(model.params[name])
+        ],
+        messages=[(m.role, m.content) for m in model.messages],
+    )
+    return format_modelfile(parts.modelfile())
+
+
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 def _json(value: MetadataValue) -> Any:

@@ -2,7 +2,9 @@
 
 Request fields map to native options as Ollama's compatibility layer maps them (``max_tokens``
 -> ``num_predict``, ``response_format`` -> ``format``, ``stop``, ``seed``, penalties); fields
-left out keep the model's defaults. Errors are answered in OpenAI's shape by ``app.py``.
+left out keep the model's defaults. This API is its own sub-application (``app.py``) whose
+errors are answered in OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``; a
+stream that fails midway ends with an ``error`` event carrying the same object.
 """
 
 from __future__ import annotations
@@ -12,20 +14,18 @@ import json
 import secrets
 import struct
 import time
-from collections.abc import AsyncGenerator, Callable
-from contextlib import aclosing
+from collections.abc import AsyncGenerator
 from typing import Any
 
-from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from mdl.runtime.errors import BadRequest, ModelMissing, RuntimeFailure
-from mdl.runtime.manage import Library
+from mdl.runtime.errors import BadRequest, Disclose, ModelMissing
+from mdl.runtime.library import Library
 from mdl.runtime.messages import message_from_json, tool_from_json
 from mdl.runtime.payload import field, read_object, required_str, string_list
-from mdl.runtime.runner import Failed, Token
+from mdl.runtime.runner import Token
 from mdl.runtime.service import (
     ChatRequest,
     EmbedRequest,
@@ -35,24 +35,47 @@ from mdl.runtime.service import (
     Service,
     unit_vector,
 )
-from mdl.runtime.streaming import StreamResponse, first_item, until_disconnected
+from mdl.runtime.streaming import Chunk, Framing, answer, compact, until_disconnected
 
 SSE = "text/event-stream"
 FINGERPRINT = "fp_mdl"
+PREFIX = "/v1"
+"""Where ``app.py`` mounts this API; the routes below are relative to it."""
+_TYPES = {400: "invalid_request_error", 403: "permission_error", 404: "not_found_error",
+          413: "invalid_request_error", 415: "invalid_request_error", 501: "not_implemented",
+          503: "service_unavailable"}  # fmt: skip
+
+
+def error_body(status: int, message: str) -> Chunk:
+    """OpenAI's error object, for an answer and for an error in the middle of a stream."""
+    kind = _TYPES.get(status, "api_error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+def _data(chunk: Chunk) -> bytes:
+    return b"data: " + compact(chunk) + b"\n\n"
+
+
+def _error_event(status: int, message: str) -> bytes:
+    return b"event: error\n" + _data(error_body(status, message))
+
+
+FRAMING = Framing(SSE, _data, _error_event, b"data: [DONE]\n\n")
 
 
 class OpenAIAPI:
-    def __init__(self, service: Service, library: Library) -> None:
+    def __init__(self, service: Service, library: Library, disclose: Disclose) -> None:
         self.service = service
         self.library = library
+        self.disclose = disclose
 
     def routes(self) -> list[BaseRoute]:
         return [
-            Route("/v1/chat/completions", self.chat, methods=["POST"]),
-            Route("/v1/completions", self.completions, methods=["POST"]),
-            Route("/v1/embeddings", self.embeddings, methods=["POST"]),
-            Route("/v1/models", self.models, methods=["GET"]),
-            Route("/v1/models/{model:path}", self.model, methods=["GET"]),
+            Route("/chat/completions", self.chat, methods=["POST"]),
+            Route("/completions", self.completions, methods=["POST"]),
+            Route("/embeddings", self.embeddings, methods=["POST"]),
+            Route("/models", self.models, methods=["GET"]),
+            Route("/models/{model:path}", self.model, methods=["GET"]),
         ]
 
     async def chat(self, request: Request) -> Response:
@@ -71,7 +94,7 @@ class OpenAIAPI:
         if not native.messages:
             raise BadRequest("messages is required")
         reply = _Reply(native.model, "chat.completion", _usage_wanted(body))
-        return await _answer(request, body, self.service.chat(native), reply)
+        return await self._answer(request, body, self.service.chat(native), reply)
 
     async def completions(self, request: Request) -> Response:
         body = await read_object(request)
@@ -88,7 +111,7 @@ class OpenAIAPI:
         if not native.prompt:
             raise BadRequest("prompt is required")
         reply = _Reply(native.model, "text_completion", _usage_wanted(body))
-        return await _answer(request, body, self.service.generate(native), reply)
+        return await self._answer(request, body, self.service.generate(native), reply)
 
     async def embeddings(self, request: Request) -> Response:
         body = await read_object(request)
@@ -119,16 +142,25 @@ class OpenAIAPI:
         return JSONResponse({"object": "list", "data": data, "model": native.model, "usage": usage})
 
     async def models(self, request: Request) -> Response:
-        listed = await to_thread.run_sync(self.library.list)
+        listed = await self.library.list()
         data = [_model_json(m.name, m.modified_at.timestamp()) for m in listed]
         return JSONResponse({"object": "list", "data": data})
 
     async def model(self, request: Request) -> Response:
         name = request.path_params["model"]
-        for listed in await to_thread.run_sync(self.library.list):
+        for listed in await self.library.list():
             if name in (listed.name, listed.name.removesuffix(":latest")):
                 return JSONResponse(_model_json(listed.name, listed.modified_at.timestamp()))
         raise ModelMissing(f"model '{name}' not found")
+
+    async def _answer(
+        self, request: Request, body: dict[str, Any], events: AsyncGenerator[Event, None],
+        reply: _Reply,
+    ) -> Response:  # fmt: skip
+        stream = field(body, "stream", bool, False)
+        return await answer(
+            request, events, stream, FRAMING, reply.chunks, reply.whole, self.disclose
+        )
 
 
 class _Reply:
@@ -152,9 +184,7 @@ class _Reply:
             "system_fingerprint": FINGERPRINT,
         }
 
-    def chunks(self, event: Event) -> list[dict[str, Any]]:
-        if isinstance(event, Failed):
-            return [error_body(event.message)]
+    def chunks(self, event: Event) -> list[Chunk]:
         if isinstance(event, Token):
             return [{**self.head(True), "choices": [self._delta(text=event.text)]}]
         out = []
@@ -170,8 +200,7 @@ class _Reply:
     def whole(self, events: list[Event]) -> dict[str, Any]:
         text = "".join(e.text for e in events if isinstance(e, Token))
         end = events[-1]
-        if not isinstance(end, Finished):
-            raise RuntimeFailure(end.message if isinstance(end, Failed) else "no answer")
+        assert isinstance(end, Finished)  # a stream ends with one, or raises
         choice: dict[str, Any] = {"index": 0, "finish_reason": _finish_reason(end)}
         if self.kind == "chat.completion":
             message: dict[str, Any] = {"role": "assistant", "content": text}
@@ -199,38 +228,6 @@ class _Reply:
         if tool_calls:
             delta["tool_calls"] = tool_calls
         return {"index": 0, "delta": delta, "finish_reason": finish}
-
-
-async def _answer(
-    request: Request, body: dict[str, Any], events: AsyncGenerator[Event, None], reply: _Reply
-) -> Response:
-    first = await first_item(request, events)
-    if field(body, "stream", bool, False):
-        return StreamResponse(_sse(first, events, reply.chunks), SSE)
-    collected = await until_disconnected(request, _collect(first, events))
-    return JSONResponse(reply.whole(collected))
-
-
-async def _sse(
-    first: Event,
-    events: AsyncGenerator[Event, None],
-    render: Callable[[Event], list[dict[str, Any]]],
-) -> AsyncGenerator[bytes, None]:
-    async with aclosing(events):
-        for chunk in render(first):
-            yield _data(chunk)
-        async for event in events:
-            for chunk in render(event):
-                yield _data(chunk)
-    yield b"data: [DONE]\n\n"
-
-
-async def _collect(first: Event, events: AsyncGenerator[Event, None]) -> list[Event]:
-    collected = [first]
-    async with aclosing(events):
-        async for event in events:
-            collected.append(event)
-    return collected
 
 
 def _options(body: dict[str, Any]) -> dict[str, Any]:
@@ -307,12 +304,3 @@ def _encode(vector: list[float], encoding: str) -> list[float] | str:
     if encoding == "float":
         return vector
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-
-
-def error_body(message: str, kind: str = "api_error") -> dict[str, Any]:
-    """OpenAI's error object, for an answer and for an error in the middle of a stream."""
-    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
-
-
-def _data(obj: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"

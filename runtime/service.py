@@ -3,11 +3,13 @@
 Each request resolves its model name in the store *now*, merges options (request over
 ``params.json`` over defaults), waits for the model's runner (the scheduler loads it, queues the
 request), renders the prompt with the model's template, system prompt and seed messages, and
-streams typed events: ``Token``… then ``Finished`` (or ``Failed`` if it breaks mid-answer).
-Errors found before the first event (unknown model, bad options, a full queue, a failed load)
-are raised, so the APIs can answer them with a status code.
+streams typed events: ``Token``… then ``Finished``. Errors are raised, whenever they happen:
+found before the first event (unknown model, bad options, a full queue, a failed load) the APIs
+answer them with a status code; later (the worker died midway) they end the stream in its own
+error format (``streaming.answer``).
 
-Prompts are rendered in a worker thread, within a budget (``templates.budget``): a template,
+Store reads (names, manifests, GGUF headers, signatures) and prompts run in worker threads
+(``offloop``); prompts within a budget (``templates.budget``): a template,
 the model's or the request's, never holds up the event loop. A request's own template that
 fails is that request's fault (400).
 
@@ -28,9 +30,10 @@ from typing import Any
 
 import anyio
 
+from mdl.runtime import offloop
 from mdl.runtime import options as opts
 from mdl.runtime.config import parse_keep_alive
-from mdl.runtime.errors import BadRequest, RunnerCrashed, RuntimeFailure, TemplateError
+from mdl.runtime.errors import BadRequest, RuntimeFailure, TemplateError
 from mdl.runtime.messages import ROLES, Message, Tool, ToolCall
 from mdl.runtime.models import ModelResolver, ResolvedModel
 from mdl.runtime.runner import (
@@ -113,7 +116,7 @@ class EmbedResult:
     load_ns: int
 
 
-Event = Token | Finished | Failed
+Event = Token | Finished
 
 
 @dataclass
@@ -130,11 +133,8 @@ class Service:
     """The models runners were loaded for, by manifest digest (what ``/api/ps`` describes)."""
 
     async def resolve(self, name: str) -> ResolvedModel:
-        """The model a name means now; off the event loop unless it was read before."""
-        model = self.resolver.cached(name)
-        if model is None:
-            model = await anyio.to_thread.run_sync(self.resolver.resolve, name)
-        return model
+        """The model a name means now (read in a thread: the tag index is a file)."""
+        return await offloop.blocking(self.resolver.resolve, name)
 
     async def generate(self, request: GenerateRequest) -> AsyncGenerator[Event, None]:
         started = time.perf_counter_ns()
@@ -196,7 +196,7 @@ class Service:
         finally:
             self.scheduler.release(lease, keep_alive)
         if isinstance(result, Failed):
-            raise (BadRequest if result.bad_request else RuntimeFailure)(result.message)
+            raise _error(result)
         total = time.perf_counter_ns() - started
         return EmbedResult(result.vectors, result.prompt_tokens, total, lease.load_ns)
 
@@ -233,7 +233,7 @@ class Service:
 
     async def _acquire(self, model: ResolvedModel, values: opts.Values) -> Lease:
         await check_trusted(model, self.policy)
-        want = self._want(model, values)
+        want = await offloop.blocking(self._want, model, values)  # stats the weights
         self.served[want.identity] = model
         return await self.scheduler.acquire(want)
 
@@ -255,28 +255,23 @@ class Service:
         started: int,
         parser: ToolCallParser | None,
     ) -> AsyncGenerator[Event, None]:
-        emitted = False
-        try:
-            async with aclosing(lease.runner.complete(request)) as events:
-                async for event in events:
-                    if isinstance(event, Token):
-                        text = parser.feed(event.text) if parser else event.text
-                        if text:
-                            emitted = True
-                            yield Token(text)
-                    elif isinstance(event, Done):
-                        content, calls = parser.finish() if parser else ("", ())
-                        if content:
-                            yield Token(content)
-                        yield _finished(event, lease, started, calls)
-                    elif emitted:
-                        yield event
-                    else:
-                        raise (BadRequest if event.bad_request else RuntimeFailure)(event.message)
-        except RunnerCrashed as exc:
-            if not emitted:
-                raise
-            yield Failed(str(exc))
+        async with aclosing(lease.runner.complete(request)) as events:
+            async for event in events:
+                if isinstance(event, Token):
+                    text = parser.feed(event.text) if parser else event.text
+                    if text:
+                        yield Token(text)
+                elif isinstance(event, Done):
+                    content, calls = parser.finish() if parser else ("", ())
+                    if content:
+                        yield Token(content)
+                    yield _finished(event, lease, started, calls)
+                else:
+                    raise _error(event)
+
+
+def _error(failed: Failed) -> RuntimeFailure:
+    return (BadRequest if failed.bad_request else RuntimeFailure)(failed.message)
 
 
 def _finished(done: Done, lease: Lease, started: int, calls: tuple[ToolCall, ...]) -> Finished:
@@ -299,7 +294,7 @@ async def _render(work: Callable[[Budget], str], from_request: bool = False) -> 
     budget = Budget()
     try:
         with anyio.fail_after(budget.seconds + 1):
-            return await anyio.to_thread.run_sync(work, budget, abandon_on_cancel=True)
+            return await offloop.abandonable(work, budget)
     except TimeoutError:
         error = TemplateError(f"template: rendering took more than {budget.seconds:g} s")
         raise (BadRequest(str(error)) if from_request else error) from None

@@ -9,8 +9,7 @@ model's referrers and verifies them in a worker thread, never on the event loop.
 
 from __future__ import annotations
 
-import anyio
-
+from mdl.runtime import offloop
 from mdl.runtime.errors import Untrusted
 from mdl.runtime.models import ResolvedModel, parse_name
 from mdl.spec.errors import SignatureError
@@ -24,6 +23,6 @@ async def check_trusted(model: ResolvedModel, policy: Policy) -> None:
     if all(r.kind is Kind.ACCEPT for r in policy.requirements(ref)):
         return
     try:
-        await anyio.to_thread.run_sync(enforce, model.stored.store, model.stored, ref, policy)
+        await offloop.blocking(enforce, model.stored.store, model.stored, ref, policy)
     except SignatureError as exc:
         raise Untrusted(str(exc)) from exc

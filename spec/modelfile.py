@@ -31,7 +31,7 @@ from __future__ import annotations
 import bisect
 import codecs
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from mdl.spec.errors import ModelfileError
@@ -166,6 +166,40 @@ class Modelfile:
     def _last_value(self, command: str) -> str | None:
         instruction = self.last(command)
         return None if instruction is None else instruction.value
+
+
+@dataclass(frozen=True)
+class ModelParts:
+    """A model's parts as Modelfile text, for the writers of "a Modelfile from parts" (the
+    builder's normalised Modelfile, ``mdl show``, Ollama's ``/api/show`` and ``/api/create``)."""
+
+    source: str
+    adapters: Sequence[str] = ()
+    draft: str | None = None
+    template: str | None = None
+    system: str | None = None
+    parameters: Sequence[tuple[str, str]] = ()
+    """(name, value as text); a repeated parameter (``stop``) once per value."""
+    messages: Sequence[tuple[str, str]] = ()
+    """(role, content)."""
+    licenses: Sequence[str] = ()
+    extras: Sequence[tuple[str, str]] = ()
+    """(command, value) of the other single-valued instructions, in this order."""
+
+    def modelfile(self, path: str = "Modelfile") -> Modelfile:
+        """The Modelfile, in the order FROM, ADAPTER, DRAFT, TEMPLATE, SYSTEM, PARAMETER,
+        MESSAGE, LICENSE, then the rest; ModelfileError if a part is not valid."""
+        lines = [Instruction("from", self.source)]
+        lines += [Instruction("adapter", a) for a in self.adapters]
+        for command, value in (("draft", self.draft), ("template", self.template),
+                               ("system", self.system)):  # fmt: skip
+            if value is not None:
+                lines.append(Instruction(command, value))
+        lines += [Instruction("parameter", value, key=name) for name, value in self.parameters]
+        lines += [Instruction("message", content, key=role) for role, content in self.messages]
+        lines += [Instruction("license", text) for text in self.licenses]
+        lines += [Instruction(command, value) for command, value in self.extras]
+        return Modelfile(tuple(lines), path)
 
 
 def decode_modelfile(data: bytes, path: str) -> str:

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from mdl.runtime.app import create_app
 from mdl.runtime.config import ServeConfig
-from mdl.runtime.manage import Library
+from mdl.runtime.library import Library
 from mdl.runtime.models import ModelResolver
 from mdl.runtime.process import WorkerRunner
 from mdl.runtime.scheduler import Scheduler

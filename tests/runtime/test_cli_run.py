@@ -94,3 +94,9 @@ def test_without_a_server_the_error_says_so(served: Served, tmp_path: Path) -> N
     )
     assert done.returncode == 1 and b"mdl serve" in done.stderr
     assert time.monotonic() - started < 30
+
+
+def test_run_verbose_prints_timings(served: Served) -> None:
+    done = mdl(served, "run", "tiny-go", "cat", "--verbose")
+    assert done.returncode == 0, done.stderr
+    assert b"tokens/s" in done.stderr and b"prompt" in done.stderr
