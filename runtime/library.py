@@ -140,7 +140,8 @@ def _listed(store: Store) -> list[Listed]:
     listed = []
     for tagged in store.tags():
         try:
-            model = load_model(store, Reference.parse(tagged.reference))
+            # An index lists by its best variant present, whatever fits the memory now.
+            model = load_model(store, Reference.parse(tagged.reference), budget=lambda: None)
         except MdlError:
             continue
         digest = model.descriptor.digest

@@ -87,3 +87,20 @@ def test_serve_chooses_only_among_the_variants_in_its_store(
         assert (status, shown["variant"]) == (200, "Q8_0")
     finally:
         served.stop()
+
+
+def test_tags_list_an_index_even_when_no_variant_fits(
+    mdl_home: Path, built: dict[str, Any]
+) -> None:
+    served = Served(mdl_home, {"MDL_MEMORY_LIMIT": "1000"}).start()
+    try:
+        status, tags = served.request("GET", "/api/tags")
+        assert status == 200
+        [entry] = [m for m in tags["models"] if m["name"] == "wide:v"]
+        assert entry["details"]["quantization_level"] == "F16"  # the best variant present
+        status, answer = served.request(
+            "POST", "/api/generate", {"model": "wide:v", "prompt": "hi", "stream": False}
+        )
+        assert status == 507 and "no variant fits" in answer["error"]
+    finally:
+        served.stop()
