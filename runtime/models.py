@@ -30,6 +30,7 @@ from mdl.spec.gguf import GGUFInfo, read_gguf_file
 from mdl.spec.modelpack import ANNOTATION_TEMPLATE_FORMAT
 from mdl.spec.parameters import parse_params_json
 from mdl.spec.reference import Reference
+from mdl.spec.whisper_ggml import is_whisper
 from mdl.store.models import StoredModel, load_model
 from mdl.store.store import Store
 
@@ -61,6 +62,11 @@ class ResolvedModel:
     def shape(self) -> Shape:
         files = self.weights.stat().st_size + sum(a.stat().st_size for a in self.adapters)
         return shape_of(self.gguf, files)
+
+    @property
+    def speech(self) -> bool:
+        """A whisper.cpp model: it transcribes audio and does nothing else."""
+        return is_whisper(self.gguf)
 
     @property
     def pooling_mean(self) -> bool:
@@ -129,7 +135,7 @@ def parse_name(name: str) -> Reference:
 
 
 def _read(stored: StoredModel, name: str) -> ResolvedModel:
-    weights = stored.path(mt.WEIGHTS_FILE)
+    weights = stored.path(mt.WHISPER_WEIGHTS_FILE) or stored.path(mt.WEIGHTS_FILE)
     if weights is None:
         raise LoadFailed(f"{name}: the model has no {mt.WEIGHTS_FILE} layer to run")
     try:

@@ -85,6 +85,8 @@ def show(model: ResolvedModel) -> dict[str, Any]:
 
 
 def capabilities(model: ResolvedModel) -> list[str]:
+    if model.speech:
+        return ["transcription"]
     if not model.pooling_mean:  # a GGUF with a pooling type is an embedding model
         return ["embedding"]
     found = ["completion"]
