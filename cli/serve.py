@@ -43,6 +43,7 @@ def serve(
     import uvicorn
 
     from mdl.runtime.app import create_app
+    from mdl.runtime.backends import by_backend
     from mdl.runtime.config import ServeConfig
     from mdl.runtime.manage import Library
     from mdl.runtime.memory import available_bytes
@@ -50,13 +51,14 @@ def serve(
     from mdl.runtime.process import WorkerRunner
     from mdl.runtime.scheduler import Scheduler
     from mdl.runtime.service import Service
+    from mdl.runtime.whisper_process import WhisperRunner
 
     policy = _policy()
     config = ServeConfig.from_env(os.environ)
     config = dataclasses.replace(config, host=host or config.host, port=port or config.port)
     store = Store.open()
     scheduler = Scheduler(
-        WorkerRunner.start,
+        by_backend({"llama.cpp": WorkerRunner.start, "whisper.cpp": WhisperRunner.start}),
         max_loaded=config.max_loaded,
         budget_bytes=available_bytes(),
         max_queue=config.max_queue,

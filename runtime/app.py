@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mdl.runtime.audio_api import audio_routes
 from mdl.runtime.config import ServeConfig
 from mdl.runtime.errors import RuntimeFailure
 from mdl.runtime.limits import BodyLimit
@@ -64,6 +65,7 @@ def create_app(service: Service, library: Library, config: ServeConfig) -> ASGIA
         routes=[
             *OllamaAPI(service, library).routes(),
             *OpenAIAPI(service, library).routes(),
+            *audio_routes(service),
             *ChatPage().routes(),
         ],
         middleware=[

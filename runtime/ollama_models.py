@@ -29,7 +29,7 @@ def details(config: ModelConfig) -> dict[str, Any]:
     family = config.architecture or ""
     return {
         "parent_model": "",
-        "format": "gguf",
+        "format": config.format,
         "family": family,
         "families": [family] if family else None,
         "parameter_size": config.param_size or "",

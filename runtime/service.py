@@ -43,6 +43,7 @@ from mdl.runtime.runner import (
     Token,
 )
 from mdl.runtime.scheduler import Lease, Scheduler, Want
+from mdl.runtime.speech import refuse_speech
 from mdl.runtime.templates import ChatTemplate, chat_template, make_template
 from mdl.runtime.templates.budget import Budget
 from mdl.runtime.tools import ToolCallParser
@@ -209,6 +210,7 @@ class Service:
         model = await self.resolve(request.model)
         raw = request.keep_alive
         keep_alive = self.default_keep_alive if raw is None else parse_keep_alive(raw)
+        refuse_speech(model)
         values = {**model.params, **opts.check_options(request.options)}
         if images:
             raise BadRequest(f"{model.name} does not support images (it has no vision projector)")

@@ -50,6 +50,23 @@ LANGUAGES = (
     "mg", "as", "tt", "haw", "ln", "ha", "ba", "jw", "su", "yue",
 )  # fmt: skip
 
+NAMES = (
+    "english", "chinese", "german", "spanish", "russian", "korean", "french", "japanese",
+    "portuguese", "turkish", "polish", "catalan", "dutch", "arabic", "swedish", "italian",
+    "indonesian", "hindi", "finnish", "vietnamese", "hebrew", "ukrainian", "greek", "malay",
+    "czech", "romanian", "danish", "hungarian", "tamil", "norwegian", "thai", "urdu", "croatian",
+    "bulgarian", "lithuanian", "latin", "maori", "malayalam", "welsh", "slovak", "telugu",
+    "persian", "latvian", "bengali", "serbian", "azerbaijani", "slovenian", "kannada", "estonian",
+    "macedonian", "breton", "basque", "icelandic", "armenian", "nepali", "mongolian", "bosnian",
+    "kazakh", "albanian", "swahili", "galician", "marathi", "punjabi", "sinhala", "khmer",
+    "shona", "yoruba", "somali", "afrikaans", "occitan", "georgian", "belarusian", "tajik",
+    "sindhi", "gujarati", "amharic", "yiddish", "lao", "uzbek", "faroese", "haitian creole",
+    "pashto", "turkmen", "nynorsk", "maltese", "sanskrit", "luxembourgish", "myanmar", "tibetan",
+    "tagalog", "malagasy", "assamese", "tatar", "hawaiian", "lingala", "hausa", "bashkir",
+    "javanese", "sundanese", "cantonese",
+)  # fmt: skip
+"""The English name of each language in ``LANGUAGES`` (as OpenAI's ``verbose_json`` gives it)."""
+
 
 def is_whisper(info: GGUFInfo) -> bool:
     return info.architecture == ARCHITECTURE
@@ -99,6 +116,17 @@ def read_whisper_info(f: BinaryIO, size: int, name: str) -> GGUFInfo:
         data_offset=data_offset,
         data_end=r.offset,
     )
+
+
+def estimate_bytes(info: GGUFInfo, file_bytes: int) -> int:
+    """Memory once loaded, erring high: the weights, the decoder's self- and cross-attention
+    caches (f16), and whisper.cpp's compute buffers, which scale with the encoder's width."""
+    h = hparams(info)
+    text_state, layers = h.get("text.embedding_length", 0), h.get("text.block_count", 0)
+    audio_ctx, audio_state = h.get("audio.context_length", 0), h.get("audio.embedding_length", 0)
+    caches = 2 * 2 * layers * text_state * (h.get("text.context_length", 0) + audio_ctx)
+    compute = 32 * audio_ctx * audio_state * 4 + (64 << 20)
+    return file_bytes + caches + compute
 
 
 def hparams(info: GGUFInfo) -> Mapping[str, int]:
