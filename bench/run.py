@@ -27,6 +27,7 @@ import s3_bench
 import serve_bench
 import sign_bench
 import transfer_bench
+import whisper_bench
 from common import FamilyResult, Options, machine_info
 
 FAMILIES: dict[str, Callable[[Options], FamilyResult]] = {
@@ -37,6 +38,7 @@ FAMILIES: dict[str, Callable[[Options], FamilyResult]] = {
     s3_bench.NAME: s3_bench.run,
     serve_bench.NAME: serve_bench.run,
     sign_bench.NAME: sign_bench.run,
+    whisper_bench.NAME: whisper_bench.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 

@@ -120,12 +120,15 @@ def read_whisper_info(f: BinaryIO, size: int, name: str) -> GGUFInfo:
 
 def estimate_bytes(info: GGUFInfo, file_bytes: int) -> int:
     """Memory once loaded, erring high: the weights, the decoder's self- and cross-attention
-    caches (f16), and whisper.cpp's compute buffers, which scale with the encoder's width."""
+    caches (f16), and whisper.cpp's compute buffers: the decoder's logits (f32, the whole text
+    context by the vocabulary: 93 MB for every size of model) and the encoder's, which scale
+    with its width."""
     h = hparams(info)
     text_state, layers = h.get("text.embedding_length", 0), h.get("text.block_count", 0)
+    text_ctx, vocab = h.get("text.context_length", 0), h.get("vocab_size", 0)
     audio_ctx, audio_state = h.get("audio.context_length", 0), h.get("audio.embedding_length", 0)
-    caches = 2 * 2 * layers * text_state * (h.get("text.context_length", 0) + audio_ctx)
-    compute = 32 * audio_ctx * audio_state * 4 + (64 << 20)
+    caches = 2 * 2 * layers * text_state * (text_ctx + audio_ctx)
+    compute = 4 * text_ctx * vocab + 32 * audio_ctx * audio_state * 4 + (16 << 20)
     return file_bytes + caches + compute
 
 
