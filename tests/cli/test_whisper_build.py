@@ -74,3 +74,10 @@ def test_a_model_from_the_stored_one_keeps_its_weights(
     layers = derived.json()["layers"]
     assert layers[0]["filepath"] == mt.WHISPER_WEIGHTS_FILE
     assert derived.json()["config"]["config"]["format"] == "ggml"
+
+
+def test_quantize_is_refused_by_name(mdl: MdlRunner, tmp_path: Path) -> None:
+    write_tiny_whisper(tmp_path / "ggml-tiny.en.bin")
+    (tmp_path / "Modelfile").write_text("FROM ./ggml-tiny.en.bin\n")
+    refused = mdl("build", "-t", "w:q", "--quantize", "q8_0", cwd=tmp_path, ok=False)
+    assert refused.code != 0 and "not whisper.cpp's ggml files" in refused.err
