@@ -1,9 +1,10 @@
 """OpenAI's audio endpoints: ``POST /v1/audio/transcriptions`` and ``/v1/audio/translations``.
 
 A multipart upload: ``file`` and ``model`` (required), ``language``, ``prompt``,
-``response_format`` (json, text, srt, verbose_json, vtt), ``temperature``, ``stream`` and
-``timestamp_granularities[]`` (``segment`` only). The body is bounded by MDL_MAX_REQUEST_BYTES
-like every request; decoding runs in a thread. Errors are answered in OpenAI's shape by app.py.
+``response_format`` (json, text, srt, verbose_json, vtt), ``temperature``, ``stream``,
+``timestamp_granularities[]`` (``segment`` only) and mdl's ``keep_alive`` (as Ollama's). The
+body is bounded by MDL_MAX_REQUEST_BYTES like every request; decoding runs in a thread.
+Errors are answered in OpenAI's shape by app.py.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def _request(form: FormData, translate: bool) -> SpeechRequest:
         prompt=_text(form, "prompt"),
         temperature=temperature,
         translate=translate,
+        keep_alive=_text(form, "keep_alive") or None,
     )
 
 

@@ -210,7 +210,6 @@ class Service:
         model = await self.resolve(request.model)
         raw = request.keep_alive
         keep_alive = self.default_keep_alive if raw is None else parse_keep_alive(raw)
-        refuse_speech(model)
         values = {**model.params, **opts.check_options(request.options)}
         if images:
             raise BadRequest(f"{model.name} does not support images (it has no vision projector)")
@@ -234,6 +233,7 @@ class Service:
         return Want(model.name, str(model.digest), spec, size)
 
     async def _acquire(self, model: ResolvedModel, values: opts.Values) -> Lease:
+        refuse_speech(model)
         await check_trusted(model, self.policy)
         want = self._want(model, values)
         self.served[want.identity] = model

@@ -17,6 +17,7 @@ from pathlib import Path
 import anyio
 
 from mdl.runtime.audio import Samples
+from mdl.runtime.config import parse_keep_alive
 from mdl.runtime.errors import BadRequest, RuntimeFailure
 from mdl.runtime.models import ResolvedModel
 from mdl.runtime.ollama_models import capabilities
@@ -39,6 +40,8 @@ class SpeechRequest:
     prompt: str = ""
     temperature: float | None = None
     translate: bool = False
+    keep_alive: object = None
+    """As the client sent it (seconds or a duration string); None: the server's default."""
 
 
 class SpeechService:
@@ -59,6 +62,8 @@ class SpeechService:
         if request.language and isinstance(languages, tuple) and request.language not in languages:
             known = ", ".join(map(str, languages[:12])) + ("…" if len(languages) > 12 else "")
             raise BadRequest(f"language {request.language!r}: {model.name} knows {known}")
+        raw = request.keep_alive
+        keep_alive = self.service.default_keep_alive if raw is None else parse_keep_alive(raw)
         await check_trusted(model, self.service.policy)
         want = self._want(model)
         self.service.served[want.identity] = model
@@ -94,7 +99,7 @@ class SpeechService:
                                 request.temperature or 0.0,
                             )
             finally:
-                self.service.scheduler.release(lease, self.service.default_keep_alive)
+                self.service.scheduler.release(lease, keep_alive)
 
     def _want(self, model: ResolvedModel) -> Want:
         spec = LoadSpec(
