@@ -62,7 +62,6 @@ def run(options: Options) -> FamilyResult:
         env=env, check=True, capture_output=True,
     )  # fmt: skip
     threads = os.cpu_count() or 1
-    pw.whisper_log_set(lambda level, text: None)  # as the worker does
     ctx = pw.whisper_init_from_file_with_params(str(model), pw.whisper_context_default_params())
     texts: dict[str, str] = {}
 

