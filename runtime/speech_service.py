@@ -8,9 +8,10 @@ samples are written to a temporary file the worker reads; it is removed when the
 
 from __future__ import annotations
 
+import shutil
 import tempfile
-from collections.abc import AsyncGenerator
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,9 +69,7 @@ class SpeechService:
         want = self._want(model)
         self.service.served[want.identity] = model
         duration = samples.size / SAMPLE_RATE
-        with tempfile.TemporaryDirectory(prefix="mdl-audio-") as scratch:
-            path = Path(scratch) / "samples.f32"
-            await anyio.to_thread.run_sync(samples.tofile, path)
+        async with _samples_file(samples) as path:
             native = TranscribeRequest(
                 str(path), duration, request.language, request.prompt, request.temperature,
                 request.translate,
@@ -112,3 +111,16 @@ class SpeechService:
         weights = model.stored.files.weights
         size = whisper_ggml.estimate_bytes(model.gguf, weights.size if weights else 0)
         return Want(model.name, str(model.digest), spec, size)
+
+
+@asynccontextmanager
+async def _samples_file(samples: Samples) -> AsyncIterator[Path]:
+    """The samples in a temporary file, written and removed in a thread (never on the loop)."""
+    scratch = Path(await anyio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="mdl-audio-")))
+    try:
+        path = scratch / "samples.f32"
+        await anyio.to_thread.run_sync(samples.tofile, path)
+        yield path
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(shutil.rmtree, scratch, True)
