@@ -27,6 +27,7 @@ from mdl.runtime.speech import Segment
 from mdl.runtime.speech_service import SpeechRequest, SpeechService
 from mdl.runtime.streaming import StreamResponse, first_item, until_disconnected
 from mdl.runtime.transcripts import Transcript
+from mdl.spec.errors import MdlError
 
 _TRUE = ("true", "1")
 
@@ -116,6 +117,8 @@ async def _last(events: AsyncGenerator[Segment | Transcript, None]) -> Transcrip
 async def _sse(
     first: Segment | Transcript, events: AsyncGenerator[Segment | Transcript, None]
 ) -> AsyncGenerator[bytes, None]:
+    """Deltas, then done; a failure once streaming has begun (the worker died) is a last
+    ``{"error"}`` event, which the openai client raises as an APIError."""
     async with aclosing(events):
         event: Segment | Transcript | None = first
         while event is not None:
@@ -124,7 +127,11 @@ async def _sse(
             else:
                 yield _event(transcripts.done_event(event))
                 return
-            event = await anext(events, None)
+            try:
+                event = await anext(events, None)
+            except MdlError as exc:
+                yield _event({"error": {"message": str(exc), "type": "api_error"}})
+                return
 
 
 def _event(body: dict[str, Any]) -> bytes:

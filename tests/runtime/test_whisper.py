@@ -275,3 +275,26 @@ def test_ps_and_a_killed_whisper_worker_leaves_chat_serving(
     assert again.choices[0].message.content == chat.choices[0].message.content
     assert transcribe(client, speech, "json").text  # type: ignore[attr-defined]
     assert "whisper-tiny:latest" in whisper_workers(served)
+
+
+def test_a_worker_killed_mid_stream_ends_it_with_an_error(
+    served: Served, client: openai.OpenAI, speech: Path, tmp_path: Path
+) -> None:
+    long = tmp_path / "long.wav"
+    with wave.open(str(speech)) as w:
+        params, frames = w.getparams(), w.readframes(w.getnframes())
+    with wave.open(str(long), "wb") as out:
+        out.setparams(params)
+        out.writeframes(frames * 20)  # several 30 s windows: still decoding after the first
+    with open(long, "rb") as audio:
+        stream = client.audio.transcriptions.create(
+            model="whisper-tiny", file=audio, stream=True, temperature=0
+        )
+        with pytest.raises(openai.APIError, match="killed by SIGKILL"):
+            for event in stream:
+                if event.type == "transcript.text.delta" and whisper_workers(served):
+                    os.kill(whisper_workers(served)["whisper-tiny:latest"], signal.SIGKILL)
+    chat = client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+    )
+    assert chat.choices[0].message.content
