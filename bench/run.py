@@ -30,6 +30,7 @@ import sign_bench
 import transfer_bench
 import ui_bench
 import variants_bench
+import whisper_bench
 from common import FamilyResult, Options, machine_info
 
 FAMILIES: dict[str, Callable[[Options], FamilyResult]] = {
@@ -43,6 +44,7 @@ FAMILIES: dict[str, Callable[[Options], FamilyResult]] = {
     sign_bench.NAME: sign_bench.run,
     variants_bench.NAME: variants_bench.run,
     ui_bench.NAME: ui_bench.run,
+    whisper_bench.NAME: whisper_bench.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 

@@ -39,6 +39,7 @@ from mdl.spec.modelpack import (
     adapter_filepath,
     config_from_gguf,
     model_manifest,
+    weights_filepath,
 )
 from mdl.spec.reference import Reference
 from mdl.store import layout
@@ -107,7 +108,8 @@ def build_model(
             if qtype:
                 weights, info = writer.stage_quantized(recipe.weights, qtype, quantizer)
             else:
-                weights, info = writer.stage_gguf(recipe.weights, mt.WEIGHTS_FILE), None
+                weights = writer.stage_gguf(recipe.weights, weights_filepath(recipe.weights.info))
+                info = None
             layers = _write_layers(writer, recipe, weights)
             config = _config(info or recipe.weights.info, layers, options)
             config_desc = writer.stage_bytes(mt.MODEL_CONFIG, canonical_json(config.to_json()))

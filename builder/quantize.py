@@ -24,6 +24,7 @@ from types import MappingProxyType
 from mdl.spec.digest import Digest
 from mdl.spec.errors import BuildError
 from mdl.spec.gguf import FILE_TYPES, GGUFInfo, TensorInfo
+from mdl.spec.whisper_ggml import is_whisper
 
 SOURCE_TYPES = ("F32", "F16", "BF16")
 """Tensor types a quantizer reads; quantizing an already quantized file would lose twice."""
@@ -88,6 +89,8 @@ def quant_type(name: str) -> QuantType:
 def check_quantizable(info: GGUFInfo, qtype: QuantType, name: str) -> None:
     """Refuse a source the quantizer would degrade or silently work around."""
     refused = f"{name}: cannot quantize to {qtype.label}"
+    if is_whisper(info):
+        raise BuildError(f"{refused}: llama.cpp quantizes GGUF, not whisper.cpp's ggml files")
     if any(t.ggml_type.name not in SOURCE_TYPES for t in info.tensors):
         raise BuildError(
             f"{refused}: the weights are already quantized ({info.quantization}); "

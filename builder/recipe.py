@@ -179,7 +179,8 @@ def _inherit(model: StoredModel, path: str) -> Recipe:
         blob = model.store.blob_path(desc.digest)
         return GGUFSource(blob, read_gguf_file(blob), 0, desc.digest)
 
-    weights = source(mt.WEIGHTS_FILE)
+    stored = model.files.weights
+    weights = source(stored.annotations[mt.ANNOTATION_FILEPATH]) if stored else None
     if weights is None:
         raise ModelfileError(path, 1, f"FROM {model.descriptor.digest}: model has no weights")
     shards = weight_shards(model.files)[1:]

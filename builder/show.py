@@ -21,6 +21,8 @@ def model_summary(model: StoredModel) -> dict[str, Any]:
         "digest": str(model.descriptor.digest),
         "size": model.size,
         "architecture": model.config.architecture,
+        "format": model.config.format,
+        "input_types": list(model.config.input_types),
         "parameter_size": model.config.param_size,
         "quantization": model.config.quantization,
         "context_length": model.config.context_length,
@@ -45,7 +47,7 @@ def model_modelfile(model: StoredModel) -> str:
     if stored is not None:
         return stored
     summary = model_summary(model)
-    weights = model.files.get(mt.WEIGHTS_FILE)
+    weights = model.files.weights
     if weights is None:
         raise StoreError(f"{model.descriptor.digest}: no {mt.WEIGHTS_FILE} layer to write FROM for")
     parts = ModelParts(

@@ -152,6 +152,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     console.line("  Model")
     for label, key in (
         ("architecture", "architecture"),
+        ("format", "format"),
         ("parameters", "parameter_size"),
         ("context length", "context_length"),
         ("quantization", "quantization"),

@@ -43,12 +43,14 @@ def serve(
     import uvicorn
 
     from mdl.runtime.app import create_app
+    from mdl.runtime.backends import by_backend
     from mdl.runtime.config import ServeConfig
     from mdl.runtime.library import Library
     from mdl.runtime.models import ModelResolver
     from mdl.runtime.process import WorkerRunner
     from mdl.runtime.scheduler import Scheduler
     from mdl.runtime.service import Service
+    from mdl.runtime.whisper_process import WhisperRunner
 
     policy = _policy()
     config = ServeConfig.from_env(os.environ)
@@ -58,7 +60,7 @@ def serve(
     store = Store.open()
     budget = memory_budget()
     scheduler = Scheduler(
-        WorkerRunner.start,
+        by_backend({"llama.cpp": WorkerRunner.start, "whisper.cpp": WhisperRunner.start}),
         max_loaded=config.max_loaded,
         budget_bytes=budget.bytes if budget else None,
         max_queue=config.max_queue,

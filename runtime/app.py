@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp
 
 from mdl.runtime import ollama_api, openai_api
+from mdl.runtime.audio_api import audio_routes
 from mdl.runtime.config import ServeConfig
 from mdl.runtime.errors import Disclose
 from mdl.runtime.library import Library
@@ -72,7 +73,10 @@ def create_app(service: Service, library: Library, config: ServeConfig) -> ASGIA
     native = ollama_api.OllamaAPI(service, library, disclose)
     return Starlette(
         routes=[
-            Mount(openai_api.PREFIX, api(openai.routes(), openai_api.error_body)),
+            Mount(
+                openai_api.PREFIX,
+                api([*openai.routes(), *audio_routes(service)], openai_api.error_body),
+            ),
             Mount("", api([*native.routes(), *ChatPage().routes()], ollama_api.error_body)),
         ],
         lifespan=lifespan,

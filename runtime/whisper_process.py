@@ -1,0 +1,160 @@
+"""The server's handle on a whisper worker: a ``ModelRunner`` that transcribes.
+
+The scheduler holds it like any runner (LRU, keep-alive, queueing, one request at a time). It
+answers ``complete`` and ``embed`` with a failure, though the service refuses such requests
+before they get here (``speech.refuse_speech``). A transcription closed early sends ``cancel``;
+the next one first reads what is left of the cancelled one. When the process dies, the request
+in flight fails with RunnerCrashed; ``wait_exited`` returns, and the scheduler forgets the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import signal
+import socket
+import sys
+from collections.abc import AsyncGenerator, Sequence
+
+from mdl.runtime import speech, wire
+from mdl.runtime.channel import ServerChannel
+from mdl.runtime.errors import LoadFailed, RunnerCrashed
+from mdl.runtime.runner import (
+    CompletionRequest,
+    Embeddings,
+    Failed,
+    LoadSpec,
+    ModelFacts,
+    RunnerEvent,
+)
+from mdl.runtime.speech import Segment, SpeechEvent, TranscribeRequest
+
+log = logging.getLogger("mdl.runtime")
+LOAD_TIMEOUT = 120.0
+EXIT_TIMEOUT = 5.0
+ENTRY = "mdl.runtime.whisper_worker"
+
+
+class WhisperRunner:
+    def __init__(self, spec: LoadSpec, proc: asyncio.subprocess.Process, channel: ServerChannel):
+        self.spec = spec
+        self.proc = proc
+        self.channel = channel
+        self.facts = ModelFacts(0, "", "")
+        self.stderr: collections.deque[str] = collections.deque(maxlen=8)
+        self._unfinished = False
+        self._stderr_task: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @classmethod
+    async def start(cls, spec: LoadSpec) -> WhisperRunner:
+        parent, child = socket.socketpair()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", ENTRY, str(child.fileno()), spec.name,
+                pass_fds=(child.fileno(),), stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+        finally:
+            child.close()
+        runner = cls(spec, proc, await ServerChannel.open(parent))
+        runner._stderr_task = asyncio.create_task(runner._read_stderr())
+        runner.channel.send(wire.load_message(spec))
+        try:
+            frame = await asyncio.wait_for(runner.channel.recv(), LOAD_TIMEOUT)
+        except TimeoutError:
+            frame = {"ev": "failed", "message": f"no answer in {LOAD_TIMEOUT:.0f} s"}
+        except BaseException:
+            proc.kill()
+            raise
+        if not isinstance(frame, dict) or frame.get("ev") != "loaded":
+            reason = (
+                str(frame.get("message"))
+                if isinstance(frame, dict) and frame.get("ev") == "failed"
+                else await runner._exit_reason()
+            )
+            await runner.close()
+            raise LoadFailed(f"model {spec.name} failed to load: {reason}")
+        log.info("loaded %s in whisper worker %d", spec.name, proc.pid)
+        return runner
+
+    async def transcribe(self, request: TranscribeRequest) -> AsyncGenerator[SpeechEvent, None]:
+        """Segments as whisper.cpp finishes them, then Transcribed (or Failed)."""
+        await self._drain()
+        if self.proc.returncode is not None:
+            raise RunnerCrashed(await self._exit_reason())
+        self.channel.send(speech.transcribe_message(request))
+        self._unfinished = True
+        try:
+            while True:
+                event = await self._next()
+                if not isinstance(event, Segment):
+                    self._unfinished = False
+                yield event
+                if self._unfinished is False:
+                    return
+        finally:
+            if self._unfinished:
+                self.channel.send({"op": "cancel"})
+
+    async def complete(self, request: CompletionRequest) -> AsyncGenerator[RunnerEvent, None]:
+        yield Failed(f"{self.spec.name} is a speech-to-text model", bad_request=True)
+
+    async def embed(self, texts: Sequence[str], truncate: bool) -> Embeddings | Failed:
+        return Failed(f"{self.spec.name} is a speech-to-text model", bad_request=True)
+
+    async def wait_exited(self) -> None:
+        await self.proc.wait()
+
+    async def close(self) -> None:
+        if self.proc.returncode is None:
+            self.channel.send({"op": "exit"})
+            try:
+                await asyncio.wait_for(self.proc.wait(), EXIT_TIMEOUT)
+            except TimeoutError:
+                self.proc.kill()
+        await self.proc.wait()
+        if self._stderr_task is not None:
+            await self._stderr_task
+        self.channel.close()
+
+    async def _next(self) -> SpeechEvent:
+        frame = await self.channel.recv()
+        if frame is None:
+            self._unfinished = False
+            raise RunnerCrashed(f"{await self._exit_reason()} while transcribing")
+        if not isinstance(frame, dict):
+            raise RunnerCrashed(f"unexpected frame {frame!r} from the whisper worker")
+        return speech.event(frame)
+
+    async def _drain(self) -> None:
+        """Read the rest of a cancelled transcription, up to its final event."""
+        while self._unfinished:
+            if not isinstance(await self._next(), Segment):
+                self._unfinished = False
+
+    async def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        async for line in self.proc.stderr:
+            text = line.decode(errors="replace").rstrip()
+            if text:
+                self.stderr.append(text)
+
+    async def _exit_reason(self) -> str:
+        code = await self.proc.wait()
+        if self._stderr_task is not None:
+            await asyncio.shield(self._stderr_task)
+        for line in self.stderr:  # the server's log, never the client, gets what it said
+            log.warning("whisper worker %d: %s", self.pid, line)
+        if code < 0:
+            try:
+                what = f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                what = f"was killed by signal {-code}"
+        else:
+            what = f"exited with status {code}"
+        return f"the model runner for {self.spec.name} {what}"
