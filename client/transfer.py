@@ -9,6 +9,7 @@ from mdl.client.endpoints import LocalEnd, RemoteEnd
 from mdl.client.formats import adopt, render
 from mdl.client.remote import RemoteRepository
 from mdl.client.trust import admit
+from mdl.spec import routes
 from mdl.spec.errors import Unauthorized
 from mdl.spec.policy import Policy
 from mdl.spec.reference import Reference
@@ -68,7 +69,7 @@ def check_login(host: str, credentials: Credentials, *, insecure: bool = False) 
         host, insecure=insecure, lookup=lambda asking: credentials if asking == host else None
     ) as connection:
         try:
-            connection.request("GET", "/v2/", what=f"login to {connection.host}")
+            connection.request("GET", routes.BASE.path(), what=f"login to {connection.host}")
         except Unauthorized as refused:
             raise Unauthorized(
                 f"login to {connection.host} as {credentials.username}: credentials refused",

@@ -31,6 +31,7 @@ from mdl.registry.sessions import UploadLimits, Uploads
 from mdl.registry.storage.driver import StorageDriver
 from mdl.spec.browser import BrowserGuard, BrowserPolicy
 from mdl.spec.errors import StoreError, StoreFull
+from mdl.spec.routes import BASE, CATALOG
 
 log = logging.getLogger("mdl.registry")
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -63,8 +64,8 @@ def routes(metrics: Metrics, with_token: bool) -> list[BaseRoute]:
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
 
     table: list[BaseRoute] = [
-        Route("/v2/", base, methods=["GET"]),
-        Route("/v2/_catalog", tags.catalog, methods=["GET"]),
+        Route(BASE.template, base, methods=list(BASE.methods)),
+        Route(CATALOG.template, tags.catalog, methods=list(CATALOG.methods)),
         *(
             Route(shape.path, ENDPOINTS[(shape.kind, method)], methods=[method])
             for shape in SHAPES

@@ -16,6 +16,7 @@ from mdl.registry import names
 from mdl.registry.context import may, registry
 from mdl.registry.errors import ErrorCode, OCIError
 from mdl.registry.pagination import link, page_size, paginate
+from mdl.spec.routes import CATALOG, TAGS
 
 
 async def tags_list(request: Request) -> Response:
@@ -24,14 +25,14 @@ async def tags_list(request: Request) -> Response:
     if not await run_in_threadpool(repos.exists, name):
         raise OCIError(ErrorCode.NAME_UNKNOWN, {"name": name})
     tags = sorted(await run_in_threadpool(repos.tags, name))
-    return _page(request, f"/v2/{name}/tags/list", tags, lambda page: {"name": name, "tags": page})
+    return _page(request, TAGS.path(name=name), tags, lambda page: {"name": name, "tags": page})
 
 
 async def catalog(request: Request) -> Response:
     repos = registry(request).repos
     everything = sorted(await run_in_threadpool(lambda: list(repos.names())))
     visible = [name for name in everything if may(request, name, "pull")]
-    return _page(request, "/v2/_catalog", visible, lambda page: {"repositories": page})
+    return _page(request, CATALOG.path(), visible, lambda page: {"repositories": page})
 
 
 def _page(
