@@ -95,6 +95,11 @@ def serve(
         "--s3-redirect",
         help="true: blob GETs answer 307 to a presigned S3 URL; false: stream through.",
     ),
+    secret_file: Path | None = typer.Option(
+        None,
+        "--secret-file",
+        help="Secret signing upload state; replicas share it (default: ROOT/.upload-secret).",
+    ),
 ) -> None:
     """Serve an OCI distribution-spec v1.1 registry (pull, push, discovery, management)."""
     from mdl.registry.server import ServeConfig
@@ -125,6 +130,7 @@ def serve(
         s3_endpoint=s3_endpoint,
         s3_region=s3_region,
         s3_redirect=_boolean("--s3-redirect", s3_redirect),
+        secret_file=str(secret_file) if secret_file else None,
     )
     run(config)
 

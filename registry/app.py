@@ -114,12 +114,14 @@ def create_app(
     browser: BrowserPolicy | None = None,
     limits: UploadLimits | None = None,
     redirect: bool = True,
+    secret: bytes | None = None,
 ) -> Starlette:
     """The registry over ``driver``; ``auth`` None means open access (the loopback default).
 
     ``browser`` is the host/origin policy open access answers browsers with; with auth (or
     None) only the path check applies. ``redirect`` sends blob GETs to the backend's own URL
-    when it has one (``StorageDriver.url``).
+    when it has one (``StorageDriver.url``). ``secret`` signs the upload hash state saved in
+    storage (``sessions``), so processes given the same one carry each other's hashes on.
     """
     repos = Repositories(driver)
     metrics = Metrics()
@@ -139,11 +141,17 @@ def create_app(
             Exception: _unexpected,
         },
     )
-    sessions = Uploads(repos, limits or UploadLimits())
+    sessions = Uploads(repos, limits or UploadLimits(), secret)
     metrics.gauge(
         "mdl_registry_upload_hashes",
         "Running upload hashes this process holds in memory.",
         sessions.cached,
+    )
+    metrics.gauge(
+        "mdl_registry_upload_rehashes_total",
+        "Upload commits that read their data back to hash it (no running hash carried on).",
+        lambda: sessions.rehashed,
+        "counter",
     )
     app.state.registry = Registry(repos, sessions, open_access=auth is None, redirect=redirect)
     if auth is not None:

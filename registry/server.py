@@ -17,6 +17,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
+from mdl.registry import secret
 from mdl.registry.app import create_app
 from mdl.registry.auth.gate import AuthSettings
 from mdl.registry.auth.htpasswd import Htpasswd
@@ -30,6 +31,7 @@ from mdl.spec.errors import MdlError, StoreError
 
 CONFIG_ENV = "MDL_REGISTRY_CONFIG"
 TOKEN_KEY_FILE = ".token-key.pem"
+SECRET_FILE = ".upload-secret"
 _UNQUOTABLE = re.compile(r'["\\\x00-\x1f\x7f]')
 
 
@@ -69,6 +71,8 @@ class ServeConfig:
     s3_region: str | None = None
     s3_redirect: bool = True
     """Answer blob GETs with a 307 to a presigned URL (S3 only)."""
+    secret_file: str | None = None
+    """The secret signing upload state (default ``root/.upload-secret``, made when missing)."""
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -130,6 +134,14 @@ def auth_settings(config: ServeConfig) -> AuthSettings | None:
     return AuthSettings(htpasswd, policy, issuer, config.realm)
 
 
+def upload_secret(config: ServeConfig) -> bytes:
+    path = Path(config.secret_file or Path(config.root) / SECRET_FILE)
+    try:
+        return secret.load_or_create(path)
+    except (OSError, ValueError) as exc:
+        raise ServeError(f"secret file {path}: {exc}") from exc
+
+
 def build_app(config: ServeConfig, driver: StorageDriver | None = None) -> Starlette:
     return create_app(
         driver or storage_driver(config),
@@ -138,6 +150,7 @@ def build_app(config: ServeConfig, driver: StorageDriver | None = None) -> Starl
         browser=BrowserPolicy.create(config.host, config.origins),
         limits=UploadLimits(per_repository=config.max_uploads, expiry=config.upload_expiry),
         redirect=config.s3_redirect,
+        secret=upload_secret(config),
     )
 
 
