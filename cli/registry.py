@@ -95,6 +95,13 @@ def serve(
         "--s3-redirect",
         help="true: blob GETs answer 307 to a presigned S3 URL; false: stream through.",
     ),
+    drain: float = typer.Option(
+        0.0,
+        "--drain",
+        min=0.0,
+        help="On SIGTERM, answer the health check (GET /v2/) with 503 for this many seconds "
+        "while serving the rest, then stop.",
+    ),
     secret_file: Path | None = typer.Option(
         None,
         "--secret-file",
@@ -131,6 +138,7 @@ def serve(
         s3_region=s3_region,
         s3_redirect=_boolean("--s3-redirect", s3_redirect),
         secret_file=str(secret_file) if secret_file else None,
+        drain=drain,
     )
     run(config)
 

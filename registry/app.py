@@ -23,6 +23,7 @@ from mdl.registry import blobs, manifests, referrers, tags, uploads
 from mdl.registry.auth.gate import AuthSettings, Gate
 from mdl.registry.auth.token_endpoint import token_endpoint
 from mdl.registry.context import Registry
+from mdl.registry.drain import Drain, DrainGuard
 from mdl.registry.errors import ErrorCode, OCIError, response
 from mdl.registry.observe import Metrics, Observe
 from mdl.registry.repos import Repositories
@@ -115,6 +116,7 @@ def create_app(
     limits: UploadLimits | None = None,
     redirect: bool = True,
     secret: bytes | None = None,
+    drain: Drain | None = None,
 ) -> Starlette:
     """The registry over ``driver``; ``auth`` None means open access (the loopback default).
 
@@ -122,6 +124,7 @@ def create_app(
     None) only the path check applies. ``redirect`` sends blob GETs to the backend's own URL
     when it has one (``StorageDriver.url``). ``secret`` signs the upload hash state saved in
     storage (``sessions``), so processes given the same one carry each other's hashes on.
+    ``drain`` turns the health check to 503 when it starts (``drain``).
     """
     repos = Repositories(driver)
     metrics = Metrics()
@@ -129,6 +132,7 @@ def create_app(
         routes=routes(metrics, with_token=auth is not None and auth.issuer is not None),
         middleware=[
             Middleware(Observe, metrics=metrics),
+            Middleware(DrainGuard, drain=drain or Drain()),
             Middleware(
                 BrowserGuard, policy=browser if auth is None else None, error_body=_browser_error
             ),

@@ -49,6 +49,7 @@ class ErrorCode(Enum):
     READ_ONLY = ("UNSUPPORTED", 405, "the registry is read-only")
     NOT_FOUND = ("NOT_FOUND", 404, "no such endpoint")
     BAD_REQUEST = ("UNSUPPORTED", 400, "malformed request")
+    DRAINING = ("UNAVAILABLE", 503, "this replica is shutting down; use another")
     STORAGE_FULL = ("UNKNOWN", 507, "no space left in the registry's storage")
     INTERNAL = ("UNKNOWN", 500, "internal server error")
 

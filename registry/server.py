@@ -7,13 +7,16 @@ environment variable; each worker calls ``app_from_env``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import sys
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 
@@ -23,6 +26,7 @@ from mdl.registry.auth.gate import AuthSettings
 from mdl.registry.auth.htpasswd import Htpasswd
 from mdl.registry.auth.policy import Policy
 from mdl.registry.auth.tokens import TokenIssuer, load_or_create_key
+from mdl.registry.drain import DRAIN_SIGNAL, Drain
 from mdl.registry.sessions import DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_EXPIRY, UploadLimits
 from mdl.registry.storage.driver import StorageDriver
 from mdl.registry.storage.select import open_storage
@@ -71,6 +75,8 @@ class ServeConfig:
     s3_region: str | None = None
     s3_redirect: bool = True
     """Answer blob GETs with a 307 to a presigned URL (S3 only)."""
+    drain: float = 0.0
+    """Seconds between SIGTERM and stopping, while the health check answers 503 (``drain``)."""
     secret_file: str | None = None
     """The secret signing upload state (default ``root/.upload-secret``, made when missing)."""
 
@@ -103,6 +109,8 @@ def check(config: ServeConfig) -> None:
     for flag, value in (("--service", config.service), ("--realm", config.realm or "")):
         if _UNQUOTABLE.search(value):
             raise ServeError(f"{flag} must not hold quotes, backslashes or control characters")
+    if config.drain < 0:
+        raise ServeError("--drain must not be negative")
     if config.max_uploads < 1 or config.upload_expiry < 1:
         raise ServeError("--max-uploads and --upload-expiry must be at least 1")
     if config.storage is None and (config.s3_endpoint or config.s3_region):
@@ -142,7 +150,9 @@ def upload_secret(config: ServeConfig) -> bytes:
         raise ServeError(f"secret file {path}: {exc}") from exc
 
 
-def build_app(config: ServeConfig, driver: StorageDriver | None = None) -> Starlette:
+def build_app(
+    config: ServeConfig, driver: StorageDriver | None = None, drain: Drain | None = None
+) -> Starlette:
     return create_app(
         driver or storage_driver(config),
         auth=auth_settings(config),
@@ -151,6 +161,7 @@ def build_app(config: ServeConfig, driver: StorageDriver | None = None) -> Starl
         limits=UploadLimits(per_repository=config.max_uploads, expiry=config.upload_expiry),
         redirect=config.s3_redirect,
         secret=upload_secret(config),
+        drain=drain,
     )
 
 
@@ -164,7 +175,9 @@ def app_from_env() -> Starlette:
         handler.setFormatter(logging.Formatter("%(message)s"))
         access.addHandler(handler)
         access.setLevel(logging.INFO)
-    return build_app(config)
+    drain = Drain()
+    drain.install()
+    return build_app(config, drain=drain)
 
 
 def serve(config: ServeConfig) -> None:
@@ -175,7 +188,7 @@ def serve(config: ServeConfig) -> None:
 
     check(config)
     os.environ[CONFIG_ENV] = config.to_env()
-    server = Server(
+    server = _draining(Server, config.drain)(
         "mdl.registry.server:app_from_env",
         address=config.host,
         port=config.port,
@@ -187,3 +200,25 @@ def serve(config: ServeConfig) -> None:
         ssl_key=Path(config.tls_key) if config.tls_key else None,
     )
     server.serve()
+
+
+def _draining(server_class: type[Any], seconds: float) -> type[Any]:
+    """granian's server, whose first SIGTERM makes the workers drain (``drain``) for
+    ``seconds`` before they are stopped; a second one stops them at once."""
+
+    class DrainingServer(server_class):  # type: ignore[misc]
+        _draining = False
+
+        def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
+            if self._draining or seconds <= 0:
+                super().signal_handler_interrupt(*args, **kwargs)
+                return
+            self._draining = True
+            for worker in list(self.wrks):
+                with contextlib.suppress(ProcessLookupError, AttributeError):
+                    os.kill(worker.inner.pid, DRAIN_SIGNAL)
+            stop = threading.Timer(seconds, super().signal_handler_interrupt)
+            stop.daemon = True
+            stop.start()
+
+    return DrainingServer
