@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import secrets
 import threading
 import time
@@ -256,8 +257,9 @@ class Uploads:
             held.__enter__()
         except PathNotFound:
             raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, {"uuid": upload_id}) from None
-        except LockBusy:
-            raise OCIError(ErrorCode.UPLOAD_BUSY, {"uuid": upload_id}) from None
+        except LockBusy as busy:
+            retry = {"Retry-After": str(max(1, math.ceil(busy.retry_after)))}
+            raise OCIError(ErrorCode.UPLOAD_BUSY, {"uuid": upload_id}, retry) from None
         try:
             size = self.offset(name, upload_id)
             hashing = self._trusted(name, upload_id, size)

@@ -24,6 +24,7 @@ command -v radosgw >/dev/null || missing+=(radosgw)
 command -v ceph >/dev/null || missing+=(ceph-common)
 command -v uuidgen >/dev/null || missing+=(uuid-runtime)
 command -v chromium >/dev/null || missing+=(chromium)  # the web pages' browser tests
+command -v haproxy >/dev/null || missing+=(haproxy)  # the registry replicas' load balancer
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]} (Debian packages)"
     made_policy=0
