@@ -7,6 +7,7 @@ from mdl.client.copy import CopyReport, Progress, copy
 from mdl.client.credentials import Credentials, canonical_host
 from mdl.client.endpoints import LocalEnd, RemoteEnd
 from mdl.client.formats import adopt, render
+from mdl.client.mirrors import Source, first_answer, sources
 from mdl.client.remote import RemoteRepository
 from mdl.client.trust import admit
 from mdl.spec import routes
@@ -28,18 +29,25 @@ def pull(
     """Copy the model ``ref`` names, with its referrers, into the store and tag it there under
     the full reference. The trust policy (``policy``, else ``load_policy()``'s) is checked
     first, from the manifest and the signatures on the registry: a refused model brings
-    nothing into the store."""
+    nothing into the store. The registry's mirrors (``mirrors``) are tried first, each
+    falling through to the next, then the registry, on any failure."""
     remote_ref = ref.with_registry()
     assert remote_ref.registry
     policy = policy or load_policy()
-    with Connection(remote_ref.registry, insecure=insecure) as connection:
-        repo = RemoteRepository(connection, remote_ref.repository)
-        root = repo.resolve_reference(remote_ref)
-        admit(repo, root, remote_ref, policy)
-        with store.writing():
-            report = copy(RemoteEnd(repo), LocalEnd(store), root, None, progress)
-            store.tag(adopt(store, root.with_annotations({})), remote_ref)
-    return report
+
+    def pull_from(source: Source) -> CopyReport:
+        with Connection(
+            source.host, insecure=source.insecure, retries=source.retries
+        ) as connection:
+            repo = RemoteRepository(connection, remote_ref.repository)
+            root = repo.resolve_reference(remote_ref)
+            admit(repo, root, remote_ref, policy)
+            with store.writing():
+                report = copy(RemoteEnd(repo), LocalEnd(store), root, None, progress)
+                store.tag(adopt(store, root.with_annotations({})), remote_ref)
+        return report
+
+    return first_answer(sources(remote_ref.registry, insecure), pull_from)
 
 
 def push(
