@@ -8,13 +8,11 @@ import hashlib
 import json
 import os
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from servers import RunningServer, start_mdl_registry
+from servers import RunningServer, start_mdl_registry, wait_until
 
 from mdl.registry import hashstate, secret
 
@@ -110,20 +108,12 @@ def test_a_state_changed_in_storage_is_not_trusted(tmp_path: Path) -> None:
         assert rehashes(two) == 1
 
 
-def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} after {seconds} s")
-        time.sleep(0.05)
-
-
 def test_sigterm_fails_the_health_check_first_then_stops(tmp_path: Path) -> None:
     server = start_mdl_registry(tmp_path / "root", "--drain", "3", "--workers", "2")
     with server, httpx.Client(base_url=server.url) as http:
         assert http.get("/v2/").status_code == 200
         server.process.send_signal(signal.SIGTERM)
-        wait_for(lambda: http.get("/v2/").status_code == 503, 2, "draining")
+        wait_until(lambda: http.get("/v2/").status_code == 503, 2, "draining")
         for _ in range(4):  # both workers: the health check fails, the rest is served
             drained = http.get("/v2/")
             assert drained.status_code == 503

@@ -8,13 +8,13 @@ sets); ``MDL_S3_CONFORMANCE=all`` runs all of it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from haproxy import Balanced, replicas
 from rgw import Rgw
+from subsets import deselect_outside
 
 REPLICAS = 3
 
@@ -33,21 +33,7 @@ def registry(replica_set: Balanced) -> Balanced:
 SUBSET_DATA_SETS = {"image", "index", "artifacts-with-subject"}
 
 
-def _in_subset(item: pytest.Item) -> bool:
-    callspec = getattr(item, "callspec", None)
-    params = callspec.params if callspec is not None else {}
-    if params.get("algo", "sha256") != "sha256":
-        return False
-    return "name" not in params or params["name"] in SUBSET_DATA_SETS
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get("MDL_S3_CONFORMANCE") == "all":
-        return
-    here = Path(__file__).parent / "test_replicas_conformance.py"
-    kept, dropped = [], []
-    for item in items:
-        (dropped if item.path == here and not _in_subset(item) else kept).append(item)
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+    deselect_outside(
+        config, items, Path(__file__).parent / "test_replicas_conformance.py", SUBSET_DATA_SETS
+    )

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ import httpx
 import pytest
 from haproxy import Balanced, replicas
 from rgw import Rgw
+from servers import wait_until
 
 from mdl.client.connection import Connection
 from mdl.client.remote import RemoteRepository
@@ -327,11 +328,3 @@ def test_gc_during_pushes_removes_nothing_a_push_references(
         for model, name, tag in pushed:
             model.verify(http, name, tag)
         assert http.head(f"/v2/t/gc-orphan/blobs/{sha256(orphan)}").status_code == 404
-
-
-def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not {what} after {seconds} s")
-        time.sleep(0.05)
