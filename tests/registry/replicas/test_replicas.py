@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +70,19 @@ class Model:
                 upload(repo, desc, path)
             repo.push_manifest(tag, self.manifest, mt.OCI_MANIFEST)
 
+    def push_from_own_process(
+        self, balanced: Balanced, name: str, tag: str, home: Path
+    ) -> subprocess.Popen[bytes]:
+        """``push`` as another client: its own process and ``MDL_HOME`` (mdl's client keeps
+        its unfinished uploads there, per repository and digest)."""
+        home.mkdir(parents=True)
+        for number, blob in enumerate(self.blobs):
+            (home / f"blob-{number}").write_bytes(blob)
+        (home / "manifest.json").write_bytes(self.manifest)
+        argv = [sys.executable, "-c", PUSH, balanced.host, name, tag, str(home)]
+        env = {**os.environ, "MDL_HOME": str(home / "mdl-home")}
+        return subprocess.Popen(argv, env=env, stderr=subprocess.PIPE)
+
     def verify(self, http: httpx.Client, name: str, tag: str) -> None:
         """The tag names this manifest, and every blob it names has the right bytes."""
         got = http.get(f"/v2/{name}/manifests/{tag}", headers={"Accept": mt.OCI_MANIFEST})
@@ -78,6 +90,25 @@ class Model:
         for blob in self.blobs:
             answer = http.get(f"/v2/{name}/blobs/{sha256(blob)}")
             assert answer.status_code == 200 and sha256(answer.content) == sha256(blob)
+
+
+PUSH = """
+import sys
+from pathlib import Path
+from mdl.client.connection import Connection
+from mdl.client.remote import RemoteRepository
+from mdl.client.upload import upload
+from mdl.spec import mediatypes as mt
+from mdl.spec.descriptor import Descriptor
+from mdl.spec.digest import Digest
+host, name, tag, home = sys.argv[1], sys.argv[2], sys.argv[3], Path(sys.argv[4])
+with Connection(host) as connection:
+    repo = RemoteRepository(connection, name)
+    for path in sorted(home.glob("blob-*")):
+        data = path.read_bytes()
+        upload(repo, Descriptor("application/octet-stream", Digest.of(data), len(data)), path)
+    repo.push_manifest(tag, (home / "manifest.json").read_bytes(), mt.OCI_MANIFEST)
+"""
 
 
 def _descriptor(media_type: str, data: bytes) -> dict[str, object]:
@@ -117,22 +148,20 @@ def test_requests_are_spread_over_every_replica(replica_set: Balanced) -> None:
 def test_eight_clients_pushing_at_once_lose_nothing(
     replica_set: Balanced, client_home: Path
 ) -> None:
-    """Four push distinct models, four the same model under the same tag, all at once, each
-    blob of 10 MiB in three PATCHes that HAProxy spreads over the replicas."""
+    """Four push distinct models, four the same model under the same tag, all at once (each a
+    process of its own), each blob of 10 MiB in three PATCHes that HAProxy spreads over the
+    replicas."""
     distinct = [Model.make(seed, 10 * MIB, 4096) for seed in range(4)]
     same = Model.make(99, 10 * MIB, 4096)
     jobs = [(model, f"t/eight-{n}", "v1") for n, model in enumerate(distinct)]
     jobs += [(same, "t/eight-same", "v1")] * 4
-    scratch = [client_home / f"client-{n}" for n in range(len(jobs))]
-    for place in scratch:
-        place.mkdir()
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        pushes = [
-            pool.submit(model.push, replica_set, name, tag, place)
-            for (model, name, tag), place in zip(jobs, scratch, strict=True)
-        ]
-        for push in pushes:
-            push.result()
+    pushes = [
+        model.push_from_own_process(replica_set, name, tag, client_home / f"client-{n}")
+        for n, (model, name, tag) in enumerate(jobs)
+    ]
+    for push in pushes:
+        _, stderr = push.communicate(timeout=300)
+        assert push.returncode == 0, stderr.decode()
     with httpx.Client(base_url=replica_set.url, timeout=60) as http:
         for model, name, tag in jobs:
             model.verify(http, name, tag)
