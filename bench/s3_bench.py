@@ -5,8 +5,10 @@ started for the run and stopped by its PIDs). Timed with curl, as ``registry_ben
 PUT in one streamed request, the same blob in 64 MiB PATCH chunks, and a GET streamed through
 the registry (mdl with ``--s3-redirect false``, distribution with ``redirect: disable``); a GET
 that follows mdl's 307 to the gateway is reported beside them. Goal: each ratio at least 1.0x.
+Then four clients push a ``--memory-mib`` blob (1 GiB) to the streaming replica at once while
+its memory (main process and worker, PSS) is sampled every 0.1 s: goal under 200 MB.
 
-    .venv/bin/python bench/s3_bench.py [--size-mib 1024] [--repeat 3]
+    .venv/bin/python bench/s3_bench.py [--size-mib 1024] [--repeat 3] [--memory-mib 1024]
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -41,6 +45,8 @@ from servers import RunningServer, _start, free_port
 NAME = "s3"
 GOAL = 1.0
 PATCH_BYTES = 64 * MiB
+MEMORY_CLIENTS = 4
+MEMORY_GOAL_MB = 200.0
 
 PUT_SCRIPT = (
     'loc=$(curl -sS --max-time 600 -X POST -D - -o /dev/null "$1/v2/$2/blobs/uploads/" '
@@ -71,7 +77,7 @@ CHUNKED_SCRIPT = (
 )
 
 
-def run(options: Options) -> FamilyResult:
+def run(options: Options, memory_mib: int = 1024) -> FamilyResult:
     for tool in ("curl", "docker-registry", "split"):
         if shutil.which(tool) is None:
             raise RuntimeError(f"the S3 benchmark needs {tool} (scripts/setup.sh installs it)")
@@ -109,10 +115,27 @@ def run(options: Options) -> FamilyResult:
         followed = Timing("mdl blob GET via 307", size)
         timings[followed.label] = followed
         contenders.append(Contender((followed,), _redirect_round(redirecting, mdl, blob, digest)))
+        big, big_digest = blob, digest
+        if memory_mib != options.size_mib:
+            big = options.workdir / "memory.bin"
+            big_digest = _write_blob(big, memory_mib * MiB)
+        peak_pss, peak_rss = _peak_resident(mdl, big, big_digest)  # first: the gateway is empty
         run_interleaved(contenders, options.repeat, before_each=lambda: warm_page_cache(blob))
-    checks = tuple(
-        _check(what, timings[f"mdl {what}"], timings[f"distribution {what}"])
-        for what in ("blob PUT", "blob PUT chunked", "blob GET")
+    memory = Check(
+        f"replica memory (PSS), {MEMORY_CLIENTS} x {memory_mib} MiB PUT at once",
+        peak_pss / 1e6,
+        "MB",
+        f"< {MEMORY_GOAL_MB:.0f} MB",
+        peak_pss / 1e6 < MEMORY_GOAL_MB,
+    )
+    summed = Check("the same, RSS summed", peak_rss / 1e6, "MB", "(shared pages twice)", None)
+    checks = (
+        *(
+            _check(what, timings[f"mdl {what}"], timings[f"distribution {what}"])
+            for what in ("blob PUT", "blob PUT chunked", "blob GET")
+        ),
+        memory,
+        summed,
     )
     notes = (
         f"{size / MiB:.0f} MiB random blob, {options.repeat} rounds, medians, one untimed "
@@ -122,6 +145,9 @@ def run(options: Options) -> FamilyResult:
         "PATCHes with Content-Range, PUT ?digest=; GET: curl to /dev/null through the registry",
         "mdl: granian, 1 worker, --s3-redirect false (GET via 307: curl -L to the gateway); "
         "distribution: Debian docker-registry 2.8, s3 driver, redirect disabled",
+        f"memory: {MEMORY_CLIENTS} curl PUTs of {memory_mib} MiB at once to the streaming "
+        "replica (before the timed rounds); peak over samples every 0.1 s of its main process "
+        "and worker together: PSS (shared pages split between them) and RSS summed",
     )
     return FamilyResult(
         NAME, "registry on S3 vs distribution 2.8", notes, tuple(timings.values()), checks
@@ -146,6 +172,47 @@ def _round(
         return put, chunked, get
 
     return measure
+
+
+def _peak_resident(server: RunningServer, blob: Path, digest: str) -> tuple[int, int]:
+    """Peak (PSS, RSS) bytes of ``server``'s processes while several clients push at once."""
+    pushes = [
+        subprocess.Popen(
+            ["sh", "-c", PUT_SCRIPT, "sh", server.url, f"bench/memory{n}", str(blob), digest],
+            stderr=subprocess.PIPE,
+        )
+        for n in range(MEMORY_CLIENTS)
+    ]
+    peak_pss = peak_rss = 0
+    while any(push.poll() is None for push in pushes):
+        pss, rss = _resident(server.process.pid)
+        peak_pss, peak_rss = max(peak_pss, pss), max(peak_rss, rss)
+        time.sleep(0.1)
+    for push in pushes:
+        if push.returncode != 0:
+            stderr = push.stderr.read().decode() if push.stderr else ""
+            raise RuntimeError(f"a concurrent PUT failed: {stderr}")
+    return peak_pss, peak_rss
+
+
+def _resident(pid: int) -> tuple[int, int]:
+    """(PSS, RSS) of ``pid`` and its descendants, in bytes."""
+    pss = rss = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            rollup = Path(f"/proc/{current}/smaps_rollup").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        for line in rollup.splitlines():
+            if line.startswith("Pss:"):
+                pss += int(line.split()[1]) * 1024
+            elif line.startswith("Rss:"):
+                rss += int(line.split()[1]) * 1024
+        pending += [int(child) for child in children]
+    return pss, rss
 
 
 def _redirect_round(
@@ -215,12 +282,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--memory-mib", type=int, default=1024)
     args = parser.parse_args()
     from run import render
 
     with tempfile.TemporaryDirectory(prefix="mdl-s3-bench-") as workdir:
         mdl = Path(sys.executable).with_name("mdl")
-        result = run(Options(Path(workdir), args.size_mib, args.repeat, mdl))
+        options = Options(Path(workdir), args.size_mib, args.repeat, mdl)
+        result = run(options, args.memory_mib)
     print(render(result))
     return 1 if any(check.passed is False for check in result.checks) else 0
 

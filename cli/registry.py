@@ -108,6 +108,18 @@ def serve(
         "168h", "--proxy-ttl", help="How long a cached tag is served before it is revalidated."
     ),
     ui: bool = typer.Option(True, "--ui/--no-ui", help="Serve the registry browser at /ui."),
+    drain: float = typer.Option(
+        0.0,
+        "--drain",
+        min=0.0,
+        help="On SIGTERM, answer the health check (GET /v2/) with 503 for this many seconds "
+        "while serving the rest, then stop.",
+    ),
+    secret_file: Path | None = typer.Option(
+        None,
+        "--secret-file",
+        help="Secret signing upload state; replicas share it (default: ROOT/.upload-secret).",
+    ),
 ) -> None:
     """Serve an OCI distribution-spec v1.1 registry (pull, push, discovery, management)."""
     from mdl.registry.server import ServeConfig
@@ -143,6 +155,8 @@ def serve(
         proxy_password_file=str(proxy_password_file) if proxy_password_file else None,
         proxy_ttl=_duration("--proxy-ttl", proxy_ttl),
         ui=ui,
+        secret_file=str(secret_file) if secret_file else None,
+        drain=drain,
     )
     run(config)
 

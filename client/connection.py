@@ -52,8 +52,11 @@ class Connection:
         *,
         insecure: bool = False,
         lookup: CredentialLookup | None = None,
+        retries: int = RETRIES,
     ) -> None:
+        """``retries``: attempts per request (a mirror gets few, so a dead one is left soon)."""
         self.host = canonical_host(host)
+        self.retries = retries
         verify: Any = os.environ.get("MDL_CA_BUNDLE") or True
         scheme = "https"
         if is_insecure(self.host, insecure):
@@ -98,7 +101,7 @@ class Connection:
         """Send with retries on 5xx, 429 (honouring Retry-After) and dropped connections; an
         answer outside ``ok`` becomes an mdl error. The body is read, up to ``limit`` bytes."""
         what = what or f"{method} {path}"
-        response = with_retries(lambda: self.send(method, path, **kwargs), what)
+        response = with_retries(lambda: self.send(method, path, **kwargs), what, self.retries)
         try:
             if response.status_code not in ok:
                 raise error_for(response, what)
@@ -135,9 +138,11 @@ def _probe_scheme(host: str) -> str:
     return "https"
 
 
-def with_retries(send: Callable[[], httpx.Response], what: str) -> httpx.Response:
-    for attempt in range(RETRIES):
-        last = attempt == RETRIES - 1
+def with_retries(
+    send: Callable[[], httpx.Response], what: str, attempts: int = RETRIES
+) -> httpx.Response:
+    for attempt in range(attempts):
+        last = attempt == attempts - 1
         try:
             response = send()
         except httpx.TransportError as exc:

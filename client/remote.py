@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import quote
 
 import httpx
 
@@ -13,6 +12,7 @@ from mdl.client.body import MANIFEST_BYTES
 from mdl.client.connection import Connection, error_for
 from mdl.spec import manifest as manifests
 from mdl.spec import mediatypes as mt
+from mdl.spec import routes
 from mdl.spec.descriptor import Descriptor
 from mdl.spec.digest import Digest
 from mdl.spec.errors import DigestMismatch, MdlError, NotFound, RemoteError
@@ -32,9 +32,6 @@ class RemoteRepository:
 
     def __str__(self) -> str:
         return f"{self.connection.host}/{self.name}"
-
-    def _path(self, kind: str, reference: str) -> str:
-        return f"/v2/{self.name}/{kind}/{quote(reference, safe=':')}"
 
     # -- manifests -------------------------------------------------------------------------
 
@@ -67,7 +64,7 @@ class RemoteRepository:
             )
         response = self.connection.request(
             "GET",
-            self._path("manifests", reference),
+            routes.MANIFEST.path(name=self.name, reference=reference),
             headers={"Accept": MANIFEST_ACCEPT},
             what=f"{self}:{reference}",
             limit=MANIFEST_BYTES,
@@ -86,7 +83,7 @@ class RemoteRepository:
         the manifest under in its referrers API), if any."""
         response = self.connection.request(
             "PUT",
-            self._path("manifests", reference),
+            routes.MANIFEST.path(name=self.name, reference=reference),
             content=data,
             headers={"Content-Type": media_type},
             ok=(200, 201),
@@ -104,7 +101,7 @@ class RemoteRepository:
         rel="next"``) until a page lists nothing more or more than ``most`` are listed; None
         when the registry has no such API (it answers 404, as distribution 2.8 does)."""
         what = f"{self} referrers of {subject}"
-        url: str | None = self._path("referrers", str(subject))
+        url: str | None = routes.REFERRERS.path(name=self.name, digest=str(subject))
         entries: list[Descriptor] = []
         while url is not None and len(entries) <= most:
             try:
@@ -130,7 +127,7 @@ class RemoteRepository:
         if desc.size > limit:
             raise RemoteError(f"{what}: a blob of {desc.size} bytes is over the limit of {limit}")
         response = self.connection.request(
-            "GET", self._path("blobs", str(desc.digest)), what=what, limit=limit
+            "GET", routes.BLOB.path(name=self.name, digest=str(desc.digest)), what=what, limit=limit
         )
         data = response.content
         if len(data) != desc.size or Digest.of(data, desc.digest.algorithm) != desc.digest:
@@ -144,7 +141,7 @@ class RemoteRepository:
         return response.status_code == 200
 
     def blob_url(self, desc: Descriptor) -> str:
-        return self.connection.url(self._path("blobs", str(desc.digest)))
+        return self.connection.url(routes.BLOB.path(name=self.name, digest=str(desc.digest)))
 
     @contextmanager
     def open_range(self, url: str, start: int, end: int) -> Iterator[httpx.Response]:
@@ -161,7 +158,7 @@ class RemoteRepository:
         upload location the registry opened instead (202)."""
         response = self.connection.request(
             "POST",
-            f"/v2/{self.name}/blobs/uploads/?mount={desc.digest}&from={quote(source, safe='/')}",
+            routes.UPLOADS.path({"mount": str(desc.digest), "from": source}, name=self.name),
             ok=(201, 202),
             what=f"mount {desc.digest} into {self}",
         )
@@ -169,7 +166,10 @@ class RemoteRepository:
 
     def start_upload(self) -> str:
         response = self.connection.request(
-            "POST", f"/v2/{self.name}/blobs/uploads/", ok=(202,), what=f"start upload to {self}"
+            "POST",
+            routes.UPLOADS.path(name=self.name),
+            ok=(202,),
+            what=f"start upload to {self}",
         )
         return _location(response, self)
 

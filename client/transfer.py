@@ -7,10 +7,12 @@ from mdl.client.copy import CopyReport, Pick, Progress, copy, variant_pick
 from mdl.client.credentials import Credentials, canonical_host
 from mdl.client.endpoints import LocalEnd, RemoteEnd
 from mdl.client.formats import adopt, render
+from mdl.client.mirrors import Source, first_answer, sources
 from mdl.client.remote import RemoteRepository
 from mdl.client.trust import admit
 from mdl.spec import manifest as manifests
 from mdl.spec import mediatypes as mt
+from mdl.spec import routes
 from mdl.spec.descriptor import Descriptor
 from mdl.spec.errors import MdlError, Unauthorized
 from mdl.spec.manifest import Index
@@ -37,22 +39,31 @@ def pull(
     first, from the manifest and the signatures on the registry: a refused model brings
     nothing into the store. Of an index of variants only one is fetched: ``variant``, else
     the best that fits the memory budget; ``all_variants`` fetches all. The policy judges
-    each variant fetched (each is signed on its own), not the index."""
+    each variant fetched (each is signed on its own), not the index. The registry's mirrors
+    (``mirrors``) are tried first, each falling through to the next, then the registry, on
+    any failure."""
     remote_ref = ref.with_registry()
     assert remote_ref.registry
     policy = policy or load_policy()
-    with Connection(remote_ref.registry, insecure=insecure) as connection:
-        repo = RemoteRepository(connection, remote_ref.repository)
-        root = repo.resolve_reference(remote_ref)
-        if variant is not None and root.media_type not in mt.INDEX_TYPES:
-            raise VariantError(f"{remote_ref}: --variant {variant}: not an index of variants")
-        pick = variant_pick(variant, all_variants, memory_budget(), str(remote_ref))
-        for subject in _judged(repo, root, pick):
-            admit(repo, subject, remote_ref, policy)
-        with store.writing():
-            report = copy(RemoteEnd(repo), LocalEnd(store), root, None, progress, pick)
-            store.tag(adopt(store, root.with_annotations({})), remote_ref)
-    return report
+    budget = memory_budget()
+
+    def pull_from(source: Source) -> CopyReport:
+        with Connection(
+            source.host, insecure=source.insecure, retries=source.retries
+        ) as connection:
+            repo = RemoteRepository(connection, remote_ref.repository)
+            root = repo.resolve_reference(remote_ref)
+            if variant is not None and root.media_type not in mt.INDEX_TYPES:
+                raise VariantError(f"{remote_ref}: --variant {variant}: not an index of variants")
+            pick = variant_pick(variant, all_variants, budget, str(remote_ref))
+            for subject in _judged(repo, root, pick):
+                admit(repo, subject, remote_ref, policy)
+            with store.writing():
+                report = copy(RemoteEnd(repo), LocalEnd(store), root, None, progress, pick)
+                store.tag(adopt(store, root.with_annotations({})), remote_ref)
+        return report
+
+    return first_answer(sources(remote_ref.registry, insecure), pull_from)
 
 
 def _judged(repo: RemoteRepository, root: Descriptor, pick: Pick) -> list[Descriptor]:
@@ -94,7 +105,7 @@ def check_login(host: str, credentials: Credentials, *, insecure: bool = False) 
         host, insecure=insecure, lookup=lambda asking: credentials if asking == host else None
     ) as connection:
         try:
-            connection.request("GET", "/v2/", what=f"login to {connection.host}")
+            connection.request("GET", routes.BASE.path(), what=f"login to {connection.host}")
         except Unauthorized as refused:
             raise Unauthorized(
                 f"login to {connection.host} as {credentials.username}: credentials refused",

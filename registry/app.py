@@ -24,6 +24,7 @@ from mdl.registry.auth.gate import AuthSettings, Gate
 from mdl.registry.auth.token_endpoint import token_endpoint
 from mdl.registry.catalog_index import ChangeWatch
 from mdl.registry.context import Registry
+from mdl.registry.drain import Drain, DrainGuard
 from mdl.registry.errors import ErrorCode, OCIError, response
 from mdl.registry.observe import Metrics, Observe
 from mdl.registry.proxy import Proxy
@@ -35,6 +36,7 @@ from mdl.registry.storage.driver import StorageDriver
 from mdl.registry.webui import RegistryPage
 from mdl.spec.browser import BrowserGuard, BrowserPolicy
 from mdl.spec.errors import StoreError, StoreFull
+from mdl.spec.routes import BASE, CATALOG
 
 log = logging.getLogger("mdl.registry")
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -67,8 +69,8 @@ def routes(metrics: Metrics, with_token: bool) -> list[BaseRoute]:
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
 
     table: list[BaseRoute] = [
-        Route("/v2/", base, methods=["GET"]),
-        Route("/v2/_catalog", tags.catalog, methods=["GET"]),
+        Route(BASE.template, base, methods=list(BASE.methods)),
+        Route(CATALOG.template, tags.catalog, methods=list(CATALOG.methods)),
         *(
             Route(shape.path, ENDPOINTS[(shape.kind, method)], methods=[method])
             for shape in SHAPES
@@ -119,6 +121,8 @@ def create_app(
     redirect: bool = True,
     proxy: UpstreamSettings | None = None,
     ui: bool = True,
+    secret: bytes | None = None,
+    drain: Drain | None = None,
 ) -> Starlette:
     """The registry over ``driver``; ``auth`` None means open access (the loopback default).
 
@@ -126,7 +130,9 @@ def create_app(
     None) only the path check applies. ``redirect`` sends blob GETs to the backend's own URL
     when it has one (``StorageDriver.url``). ``proxy`` makes it a pull-through cache of that
     upstream: pulls fill the storage, pushes and deletes are refused. ``ui`` serves the browser
-    at ``/ui``.
+    at ``/ui``. ``secret`` signs the upload hash state saved in storage (``sessions``), so
+    processes given the same one carry each other's hashes on. ``drain`` turns the health
+    check to 503 when it starts (``drain``).
     """
     repos = Repositories(driver)
     metrics = Metrics()
@@ -138,6 +144,7 @@ def create_app(
         middleware=[
             *([Middleware(ChangeWatch, index=page.index)] if page else []),
             Middleware(Observe, metrics=metrics),
+            Middleware(DrainGuard, drain=drain or Drain()),
             Middleware(
                 BrowserGuard, policy=browser if auth is None else None, error_body=_browser_error
             ),
@@ -155,11 +162,17 @@ def create_app(
             Exception: _unexpected,
         },
     )
-    sessions = Uploads(repos, limits or UploadLimits())
+    sessions = Uploads(repos, limits or UploadLimits(), secret)
     metrics.gauge(
         "mdl_registry_upload_hashes",
         "Running upload hashes this process holds in memory.",
         sessions.cached,
+    )
+    metrics.gauge(
+        "mdl_registry_upload_rehashes_total",
+        "Upload commits that read their data back to hash it (no running hash carried on).",
+        lambda: sessions.rehashed,
+        "counter",
     )
     cache = Proxy(repos, sessions, proxy) if proxy is not None else None
     app.state.registry = Registry(

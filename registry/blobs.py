@@ -3,13 +3,14 @@
 HEAD answers from the object's metadata. On a backend with URLs of its own (S3), GET is a 307
 to a presigned URL unless redirects are off. A local file is sent with ``FileResponse`` (the
 ASGI server's sendfile/pathsend when it has one); a range, or a backend without local files,
-streams from a reader in 1 MiB pieces (4 MiB from an object store). On a pull-through cache, a
-blob the repository does not link comes from ``Proxy.blob``: streamed from its download's spool
-as it arrives, then served like any other.
+streams from a reader in 1 MiB pieces (4 MiB from an object store), the next piece read while
+the last one is sent. On a pull-through cache, a blob the repository does not link comes from
+``Proxy.blob``: streamed from its download's spool as it arrives, then served like any other.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -161,15 +162,28 @@ class Spooled(StreamingResponse):
 
 
 async def _pieces(reader: BinaryIO, offset: int, length: int, size: int) -> AsyncIterator[bytes]:
+    """The reader's bytes in pieces, the next one read (in a worker thread) while the last one
+    is being sent, so storage and client are busy at the same time (two pieces in memory)."""
+
+    def read(wanted: int) -> bytes:
+        return reader.read(min(size, wanted))
+
+    pending: asyncio.Future[bytes] | None = None
     try:
         await run_in_threadpool(reader.seek, offset)
-        while length > 0:
-            piece = await run_in_threadpool(reader.read, min(size, length))
+        pending = asyncio.ensure_future(run_in_threadpool(read, length))
+        while pending is not None:
+            piece = await pending
+            pending = None
             if not piece:
                 break
             length -= len(piece)
+            if length > 0:
+                pending = asyncio.ensure_future(run_in_threadpool(read, length))
             yield piece
     finally:
+        if pending is not None:
+            await asyncio.gather(pending, return_exceptions=True)
         reader.close()
 
 

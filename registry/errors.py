@@ -64,6 +64,7 @@ class ErrorCode(Enum):
     UPSTREAM_RATE_LIMITED = ("TOOMANYREQUESTS", 429, "the upstream registry is rate-limiting us")
     NOT_FOUND = ("NOT_FOUND", 404, "no such endpoint")
     BAD_REQUEST = ("UNSUPPORTED", 400, "malformed request")
+    DRAINING = ("UNAVAILABLE", 503, "this replica is shutting down; use another")
     STORAGE_FULL = ("UNKNOWN", 507, "no space left in the registry's storage")
     INTERNAL = ("UNKNOWN", 500, "internal server error")
 

@@ -22,6 +22,7 @@ from mdl.registry.validation import KNOWN_TYPES, Checked, check
 from mdl.spec.descriptor import Descriptor
 from mdl.spec.digest import Digest
 from mdl.spec.manifest import MAX_MANIFEST_BYTES
+from mdl.spec.routes import MANIFEST
 
 
 async def get(request: Request) -> Response:
@@ -85,7 +86,7 @@ async def put(request: Request) -> Response:
     repos = registry(request).repos
     await run_in_threadpool(_store, repos, name, digest, data, checked, tags)
     headers = {
-        "Location": f"/v2/{name}/manifests/{digest}",
+        "Location": MANIFEST.path(name=name, reference=str(digest)),
         "Docker-Content-Digest": str(digest),
         "Content-Length": "0",
     }

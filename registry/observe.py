@@ -34,11 +34,13 @@ class Metrics:
         self.bytes_in = 0
         self.bytes_out = 0
         self.seconds = 0.0
-        self._gauges: list[tuple[str, str, Callable[[], int]]] = []
+        self._gauges: list[tuple[str, str, Callable[[], int], str]] = []
 
-    def gauge(self, name: str, description: str, read: Callable[[], int]) -> None:
-        """A value read when the metrics are rendered."""
-        self._gauges.append((name, description, read))
+    def gauge(
+        self, name: str, description: str, read: Callable[[], int], kind: str = "gauge"
+    ) -> None:
+        """A value read when the metrics are rendered (``kind`` counter: one only growing)."""
+        self._gauges.append((name, description, read, kind))
 
     def record(
         self, method: str, status: int, bytes_in: int, bytes_out: int, seconds: float
@@ -66,8 +68,8 @@ class Metrics:
             "# TYPE mdl_registry_sent_bytes_total counter",
             f"mdl_registry_sent_bytes_total {self.bytes_out}",
         ]
-        for name, description, read in self._gauges:
-            lines += [f"# HELP {name} {description}", f"# TYPE {name} gauge", f"{name} {read()}"]
+        for name, description, read, kind in self._gauges:
+            lines += [f"# HELP {name} {description}", f"# TYPE {name} {kind}", f"{name} {read()}"]
         return "\n".join(lines) + "\n"
 
 

@@ -1,6 +1,7 @@
-"""The registry's repository URL shapes, once: ``app.py`` builds its router from this table and
-the access gate (``auth/scopes.py``) reads requests with it, so both see the same repository
-name in the same path (a path the table does not parse is denied, never guessed).
+"""The registry's repository URL shapes: ``mdl.spec.routes`` (the table the client builds its
+URLs from) in Starlette's path syntax. ``app.py`` builds its router from them and the access
+gate (``auth/scopes.py``) reads requests with them, so both see the same repository name in
+the same path (a path the table does not parse is denied, never guessed).
 
 Names hold ``/``, so they use Starlette's ``path`` convertor; the endpoints and the gate check
 the name itself with ``mdl.spec``'s grammar (NAME_INVALID).
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 from starlette.routing import compile_path
 
-NAME = "/v2/{name:path}"
+from mdl.spec.routes import REPOSITORY_ROUTES
 
 
 @dataclass(frozen=True)
@@ -29,13 +30,9 @@ class Shape:
         return _COMPILED[self.path]
 
 
-SHAPES = (
-    Shape("tags", f"{NAME}/tags/list", ("GET",)),
-    Shape("manifest", f"{NAME}/manifests/{{reference}}", ("GET", "PUT", "DELETE")),
-    Shape("uploads", f"{NAME}/blobs/uploads/", ("POST",)),
-    Shape("upload", f"{NAME}/blobs/uploads/{{uuid}}", ("PATCH", "PUT", "GET", "DELETE")),
-    Shape("blob", f"{NAME}/blobs/{{digest}}", ("GET", "DELETE")),
-    Shape("referrers", f"{NAME}/referrers/{{digest}}", ("GET",)),
+SHAPES = tuple(
+    Shape(route.kind, route.template.replace("{name}", "{name:path}"), route.methods)
+    for route in REPOSITORY_ROUTES
 )
 _COMPILED = {shape.path: compile_path(shape.path)[0] for shape in SHAPES}
 

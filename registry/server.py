@@ -7,21 +7,26 @@ environment variable; each worker calls ``app_from_env``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import sys
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 
+from mdl.registry import secret
 from mdl.registry.app import create_app
 from mdl.registry.auth.gate import AuthSettings
 from mdl.registry.auth.htpasswd import Htpasswd
 from mdl.registry.auth.policy import Policy
 from mdl.registry.auth.tokens import TokenIssuer, load_or_create_key
+from mdl.registry.drain import DRAIN_SIGNAL, Drain
 from mdl.registry.proxy_upstream import DEFAULT_TTL, UpstreamSettings, proxy_settings
 from mdl.registry.sessions import DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_EXPIRY, UploadLimits
 from mdl.registry.storage.driver import StorageDriver
@@ -31,6 +36,7 @@ from mdl.spec.errors import MdlError, StoreError
 
 CONFIG_ENV = "MDL_REGISTRY_CONFIG"
 TOKEN_KEY_FILE = ".token-key.pem"
+SECRET_FILE = ".upload-secret"
 _UNQUOTABLE = re.compile(r'["\\\x00-\x1f\x7f]')
 
 
@@ -77,6 +83,10 @@ class ServeConfig:
     proxy_ttl: float = DEFAULT_TTL
     ui: bool = True
     """Serve the registry browser at ``/ui``."""
+    drain: float = 0.0
+    """Seconds between SIGTERM and stopping, while the health check answers 503 (``drain``)."""
+    secret_file: str | None = None
+    """The secret signing upload state (default ``root/.upload-secret``, made when missing)."""
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -107,6 +117,8 @@ def check(config: ServeConfig) -> None:
     for flag, value in (("--service", config.service), ("--realm", config.realm or "")):
         if _UNQUOTABLE.search(value):
             raise ServeError(f"{flag} must not hold quotes, backslashes or control characters")
+    if config.drain < 0:
+        raise ServeError("--drain must not be negative")
     if config.max_uploads < 1 or config.upload_expiry < 1:
         raise ServeError("--max-uploads and --upload-expiry must be at least 1")
     if config.storage is None and (config.s3_endpoint or config.s3_region):
@@ -152,7 +164,17 @@ def upstream_settings(config: ServeConfig) -> UpstreamSettings | None:
         raise ServeError(str(exc)) from exc
 
 
-def build_app(config: ServeConfig, driver: StorageDriver | None = None) -> Starlette:
+def upload_secret(config: ServeConfig) -> bytes:
+    path = Path(config.secret_file or Path(config.root) / SECRET_FILE)
+    try:
+        return secret.load_or_create(path)
+    except (OSError, ValueError) as exc:
+        raise ServeError(f"secret file {path}: {exc}") from exc
+
+
+def build_app(
+    config: ServeConfig, driver: StorageDriver | None = None, drain: Drain | None = None
+) -> Starlette:
     return create_app(
         driver or storage_driver(config),
         auth=auth_settings(config),
@@ -162,6 +184,8 @@ def build_app(config: ServeConfig, driver: StorageDriver | None = None) -> Starl
         redirect=config.s3_redirect,
         proxy=upstream_settings(config),
         ui=config.ui,
+        secret=upload_secret(config),
+        drain=drain,
     )
 
 
@@ -175,7 +199,9 @@ def app_from_env() -> Starlette:
         handler.setFormatter(logging.Formatter("%(message)s"))
         access.addHandler(handler)
         access.setLevel(logging.INFO)
-    return build_app(config)
+    drain = Drain()
+    drain.install()
+    return build_app(config, drain=drain)
 
 
 def serve(config: ServeConfig) -> None:
@@ -186,7 +212,7 @@ def serve(config: ServeConfig) -> None:
 
     check(config)
     os.environ[CONFIG_ENV] = config.to_env()
-    server = Server(
+    server = _draining(Server, config.drain)(
         "mdl.registry.server:app_from_env",
         address=config.host,
         port=config.port,
@@ -198,3 +224,25 @@ def serve(config: ServeConfig) -> None:
         ssl_key=Path(config.tls_key) if config.tls_key else None,
     )
     server.serve()
+
+
+def _draining(server_class: type[Any], seconds: float) -> type[Any]:
+    """granian's server, whose first SIGTERM makes the workers drain (``drain``) for
+    ``seconds`` before they are stopped; a second one stops them at once."""
+
+    class DrainingServer(server_class):  # type: ignore[misc]
+        _draining = False
+
+        def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
+            if self._draining or seconds <= 0:
+                super().signal_handler_interrupt(*args, **kwargs)
+                return
+            self._draining = True
+            for worker in list(self.wrks):
+                with contextlib.suppress(ProcessLookupError, AttributeError):
+                    os.kill(worker.inner.pid, DRAIN_SIGNAL)
+            stop = threading.Timer(seconds, super().signal_handler_interrupt)
+            stop.daemon = True
+            stop.start()
+
+    return DrainingServer

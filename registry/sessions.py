@@ -5,9 +5,13 @@ a restart and is shared by every process serving the same root. A request that c
 session holds its lock (``.lock``, across processes) from its first look at the session to its
 last write; a second request meanwhile gets UPLOAD_BUSY (409) at once rather than waiting. Every
 change ends by writing ``state``: the data's size and a fresh random stamp. A running hash kept
-in memory is trusted only by the process that wrote the current stamp, at the size it wrote; in
-any other case (another process wrote last, a chunk failed half-way, a restart) the hash is not
-carried on, and the commit hashes the data from storage instead.
+in memory is trusted only by the process that wrote the current stamp, at the size it wrote.
+With a secret (``--secret-file``), ``state`` also carries the hash's own state (``hashstate``)
+signed with it, bound to the upload, its size and its stamp: any process holding the same
+secret carries the hash on from there, so an upload whose chunks reach a different replica
+each is still hashed once, as it arrives. In any other case (no secret or another one, a chunk
+failed half-way, no resumable hash in this OpenSSL) the hash is not carried on, and the commit
+hashes the data from storage instead.
 
 Commit runs distribution's steps in order, under the session's lock: seal, verify, move into
 ``blobs/`` (replacing any blob of that digest: only verified bytes are ever put there), link,
@@ -17,8 +21,10 @@ repository; a full repository first drops its sessions idle longer than the expi
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import math
 import secrets
 import threading
 import time
@@ -29,7 +35,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from mdl.registry import paths
+from mdl.registry import hashstate, paths, secret
 from mdl.registry.errors import ErrorCode, OCIError
 from mdl.registry.repos import Repositories
 from mdl.registry.storage.driver import Appender, LockBusy, PathNotFound
@@ -123,7 +129,7 @@ class Session:
         """A sink at the session's end. ``algorithm`` switches the hash of an empty session."""
         wanted = algorithm or self._algorithm()
         if self.size == 0 and (self._hashing is None or self._hashing.hasher.name != wanted):
-            self._hashing = _Hashing(hashlib.new(wanted), 0, "", time.monotonic())
+            self._hashing = _Hashing(hashstate.new(wanted), 0, "", time.monotonic())
         hasher = self._hashing.hasher if self._hashing is not None else None
         appender = self.uploads.driver.appender(paths.upload_data(self.name, self.upload_id))
         return Sink(appender, hasher)
@@ -173,6 +179,7 @@ class Session:
         return Digest(algorithm, hashing.hasher.hexdigest())
 
     def _rehash(self, algorithm: str) -> Digest:
+        self.uploads.rehashed += 1
         hasher = hashlib.new(algorithm)
         try:
             data = self.uploads.driver.open(paths.upload_data(self.name, self.upload_id))
@@ -185,7 +192,17 @@ class Session:
 
     def _stamp(self) -> None:
         stamp = secrets.token_hex(16)
-        state = {"size": self.size, "stamp": stamp}
+        state: dict[str, object] = {"size": self.size, "stamp": stamp}
+        key = self.uploads.secret
+        if self._hashing is not None and key is not None and hasattr(self._hashing.hasher, "state"):
+            algorithm = str(self._hashing.hasher.name)
+            saved = base64.b64encode(self._hashing.hasher.state()).decode()
+            fields = (self.name, self.upload_id, str(self.size), stamp, algorithm, saved)
+            state["hash"] = {
+                "algorithm": algorithm,
+                "state": saved,
+                "mac": secret.sign(key, *fields),
+            }
         self.uploads.driver.write(
             paths.upload_state(self.name, self.upload_id), json.dumps(state).encode()
         )
@@ -204,10 +221,19 @@ class Session:
 class Uploads:
     """The upload sessions of every repository in one storage."""
 
-    def __init__(self, repos: Repositories, limits: UploadLimits | None = None) -> None:
+    def __init__(
+        self,
+        repos: Repositories,
+        limits: UploadLimits | None = None,
+        secret: bytes | None = None,
+    ) -> None:
         self.driver = repos.driver
         self.repos = repos
         self.limits = limits or UploadLimits()
+        self.secret = secret
+        """Signs the hash state saved with each session; None: nothing is saved."""
+        self.rehashed = 0
+        """Commits that had to read their data back to hash it (no hash carried on)."""
         self._hashing: OrderedDict[tuple[str, str], _Hashing] = OrderedDict()
         self._cache_mutex = threading.Lock()  # sessions are handled on several threads
 
@@ -231,8 +257,9 @@ class Uploads:
             held.__enter__()
         except PathNotFound:
             raise OCIError(ErrorCode.BLOB_UPLOAD_UNKNOWN, {"uuid": upload_id}) from None
-        except LockBusy:
-            raise OCIError(ErrorCode.UPLOAD_BUSY, {"uuid": upload_id}) from None
+        except LockBusy as busy:
+            retry = {"Retry-After": str(max(1, math.ceil(busy.retry_after)))}
+            raise OCIError(ErrorCode.UPLOAD_BUSY, {"uuid": upload_id}, retry) from None
         try:
             size = self.offset(name, upload_id)
             hashing = self._trusted(name, upload_id, size)
@@ -315,10 +342,11 @@ class Uploads:
         return len(self._hashing)
 
     def _trusted(self, name: str, upload_id: str, size: int) -> _Hashing | None:
-        """This process's running hash, if it wrote the session's current state; None else."""
+        """This process's running hash if it wrote the session's current state, else the one
+        saved in that state under this secret; None when neither holds."""
         with self._cache_mutex:
             hashing = self._hashing.get((name, upload_id))
-        if hashing is None:
+        if hashing is None and self.secret is None:
             return None
         try:
             state = json.loads(self.driver.read(paths.upload_state(name, upload_id)))
@@ -326,15 +354,33 @@ class Uploads:
             state = {"size": 0, "stamp": ""}  # a new session: nobody wrote to it yet
         except ValueError:
             state = None
-        if (
-            not isinstance(state, dict)
-            or state.get("stamp") != hashing.stamp
-            or state.get("size") != size
-            or hashing.size != size
-        ):
+        if not isinstance(state, dict) or state.get("size") != size:
             self.forget(name, upload_id)
             return None
-        return hashing
+        if hashing is not None:
+            if state.get("stamp") == hashing.stamp and hashing.size == size:
+                return hashing
+            self.forget(name, upload_id)
+        return self._saved(name, upload_id, size, state)
+
+    def _saved(
+        self, name: str, upload_id: str, size: int, state: dict[str, Any]
+    ) -> _Hashing | None:
+        """The hash saved in ``state``, if its signature holds for this upload at ``size``."""
+        saved, stamp = state.get("hash"), state.get("stamp")
+        if self.secret is None or not isinstance(saved, dict) or not isinstance(stamp, str):
+            return None
+        algorithm, encoded = saved.get("algorithm"), saved.get("state")
+        if not isinstance(algorithm, str) or not isinstance(encoded, str):
+            return None
+        fields = (name, upload_id, str(size), stamp, algorithm, encoded)
+        if not secret.verify(self.secret, saved.get("mac"), *fields):
+            return None
+        try:
+            hasher = hashstate.restore(algorithm, base64.b64decode(encoded, validate=True))
+        except ValueError:
+            return None
+        return None if hasher is None else _Hashing(hasher, size, stamp, time.monotonic())
 
     def _make_room(self, name: str) -> None:
         open_ids = self.driver.list(paths.uploads(name))

@@ -20,6 +20,7 @@ from mdl.registry.errors import ErrorCode, OCIError
 from mdl.registry.pagination import link, page_size, paginate
 from mdl.registry.proxy import CACHE_STATUS, STALE_TAGS
 from mdl.registry.proxy_upstream import DOWN
+from mdl.spec.routes import CATALOG, TAGS
 
 
 async def tags_list(request: Request) -> Response:
@@ -39,8 +40,9 @@ async def tags_list(request: Request) -> Response:
         if not await run_in_threadpool(repos.exists, name):
             raise OCIError(ErrorCode.NAME_UNKNOWN, {"name": name})
         found = await run_in_threadpool(repos.tags, name)
-    path = f"/v2/{name}/tags/list"
-    page = _page(request, path, sorted(found), lambda page: {"name": name, "tags": page})
+    page = _page(
+        request, TAGS.path(name=name), sorted(found), lambda page: {"name": name, "tags": page}
+    )
     page.headers.update(headers)
     return page
 
@@ -49,7 +51,7 @@ async def catalog(request: Request) -> Response:
     repos = registry(request).repos
     everything = sorted(await run_in_threadpool(lambda: list(repos.names())))
     visible = [name for name in everything if may(request, name, "pull")]
-    return _page(request, "/v2/_catalog", visible, lambda page: {"repositories": page})
+    return _page(request, CATALOG.path(), visible, lambda page: {"repositories": page})
 
 
 def _page(

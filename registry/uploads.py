@@ -26,13 +26,14 @@ from mdl.registry.errors import ErrorCode, OCIError
 from mdl.registry.ranges import content_range, upload_range
 from mdl.registry.sessions import Session, Sink
 from mdl.spec.digest import Digest
+from mdl.spec.routes import BLOB, UPLOAD
 
 FLUSH = 4 * 1024 * 1024
 
 
 def _session_headers(name: str, upload_id: str, size: int) -> dict[str, str]:
     return {
-        "Location": f"/v2/{name}/blobs/uploads/{upload_id}",
+        "Location": UPLOAD.path(name=name, uuid=upload_id),
         "Range": upload_range(size),
         "Docker-Upload-UUID": upload_id,
         "Content-Length": "0",
@@ -41,7 +42,7 @@ def _session_headers(name: str, upload_id: str, size: int) -> dict[str, str]:
 
 def _created(name: str, digest: Digest) -> Response:
     headers = {
-        "Location": f"/v2/{name}/blobs/{digest}",
+        "Location": BLOB.path(name=name, digest=str(digest)),
         "Docker-Content-Digest": str(digest),
         "Content-Length": "0",
     }

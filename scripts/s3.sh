@@ -9,7 +9,7 @@
 #   scripts/s3.sh stop DIR         stop radosgw, osd and mon by the PIDs they wrote under DIR/run
 #
 # S3 listens on 127.0.0.1:PORT, the mon on 127.0.0.1:PORT+1 (msgr v1), the osd on loopback ports
-# of Ceph's 6800-7300 range. The osd keeps its data in a sparse file DIR/osd.block (8 GiB at most).
+# of Ceph's 6800-7300 range. The osd keeps its data in a sparse file DIR/osd.block (32 GiB at most).
 # Logs are in DIR/log. Start-up takes about 20 s on a new DIR.
 set -euo pipefail
 say() { printf 's3.sh: %s\n' "$*" >&2; }
@@ -75,7 +75,7 @@ keyring = $dir/admin.keyring
 osd objectstore = bluestore
 bluestore block path = $dir/osd.block
 bluestore block create = true
-bluestore block size = 8589934592
+bluestore block size = 34359738368
 osd memory target = 1073741824
 [mon.a]
 mon data = $dir/mon

@@ -25,6 +25,7 @@ command -v ceph >/dev/null || missing+=(ceph-common)
 command -v uuidgen >/dev/null || missing+=(uuid-runtime)
 command -v chromium >/dev/null || missing+=(chromium)  # the web pages' browser tests
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)  # speaks the speech-to-text tests' WAVs
+command -v haproxy >/dev/null || missing+=(haproxy)  # the registry replicas' load balancer
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]} (Debian packages)"
     made_policy=0

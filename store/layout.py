@@ -37,6 +37,11 @@ def home() -> Path:
     return Path(os.environ.get("MDL_HOME") or Path.home() / ".mdl")
 
 
+def mirrors_file(mdl_home: Path) -> Path:
+    """Registry mirrors pulls try first (``client/mirrors.py``)."""
+    return mdl_home / "mirrors.toml"
+
+
 def store_root(mdl_home: Path) -> Path:
     return mdl_home / "store"
 

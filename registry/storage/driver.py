@@ -31,6 +31,11 @@ class PathNotFound(Exception):
 class LockBusy(Exception):
     """Another holder has the lock, and the caller asked not to wait."""
 
+    def __init__(self, key: str, retry_after: float = 1.0) -> None:
+        super().__init__(key)
+        self.retry_after = retry_after
+        """Seconds after which the lock is free at the latest (its lease), or a guess."""
+
 
 @dataclass(frozen=True)
 class Stat:

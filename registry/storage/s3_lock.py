@@ -25,7 +25,8 @@ from mdl.spec.errors import StoreError
 if TYPE_CHECKING:
     from mdl.registry.storage.s3 import S3Driver
 
-LEASE = 60.0
+LEASE = 15.0
+"""Seconds a lock outlives its holder's last renewal (a crashed replica's uploads wait this)."""
 POLL = 0.05
 
 
@@ -63,7 +64,7 @@ def _take_exclusive(driver: S3Driver, key: str, wait: bool) -> str:
                 _delete(driver, key)
                 continue
             if not wait:
-                raise LockBusy(key) from None
+                raise LockBusy(key, _remaining(driver, key)) from None
             time.sleep(POLL)
     while any(not _expired(driver, marker) for marker in driver._keys(key)):
         if not wait:
@@ -112,6 +113,15 @@ def _expired(driver: S3Driver, key: str) -> bool:
         return True
     except (ValueError, KeyError, TypeError):
         return False
+
+
+def _remaining(driver: S3Driver, key: str) -> float:
+    """Seconds until the lease on ``key`` runs out, at most ``LEASE``."""
+    try:
+        expires = float(json.loads(driver.read(key))["expires"])
+    except (PathNotFound, ValueError, KeyError, TypeError):
+        return POLL
+    return min(max(expires - time.time(), POLL), LEASE)
 
 
 def _delete(driver: S3Driver, key: str) -> None:

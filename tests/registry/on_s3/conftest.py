@@ -9,13 +9,13 @@ cover images, indexes, nesting, referrers and tag parameters), 30 cases;
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from rgw import Rgw
 from servers import RunningServer
+from subsets import deselect_outside
 
 
 @pytest.fixture(scope="session")
@@ -50,21 +50,7 @@ SUBSET_DATA_SETS = {
 }
 
 
-def _in_subset(item: pytest.Item) -> bool:
-    callspec = getattr(item, "callspec", None)
-    params = callspec.params if callspec is not None else {}
-    if params.get("algo", "sha256") != "sha256":
-        return False
-    return "name" not in params or params["name"] in SUBSET_DATA_SETS
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get("MDL_S3_CONFORMANCE") == "all":
-        return
-    here = Path(__file__).parent / "test_s3_conformance.py"
-    kept, dropped = [], []
-    for item in items:
-        (dropped if item.path == here and not _in_subset(item) else kept).append(item)
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+    deselect_outside(
+        config, items, Path(__file__).parent / "test_s3_conformance.py", SUBSET_DATA_SETS
+    )
