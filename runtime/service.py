@@ -126,6 +126,8 @@ class Service:
     """``MDL_MAX_CONTEXT``; None: each model's trained context length bounds ``num_ctx``."""
     policy: Policy = field(default_factory=lambda: Policy("no policy"))
     """The trust policy every model must pass before it is loaded (the default accepts all)."""
+    num_parallel: int = 4
+    """``MDL_NUM_PARALLEL``: requests one loaded model decodes at once."""
     served: dict[str, ResolvedModel] = field(default_factory=dict)
     """The models runners were loaded for, by manifest digest (what ``/api/ps`` describes)."""
 
@@ -227,8 +229,9 @@ class Service:
             num_thread=runner.num_thread,
             use_mmap=runner.use_mmap,
             pooling_mean=model.pooling_mean,
+            num_parallel=self.num_parallel,
         )
-        size = estimate_bytes(model.shape, runner.num_ctx, runner.num_batch)
+        size = estimate_bytes(model.shape, runner.num_ctx, runner.num_batch, self.num_parallel)
         return Want(model.name, str(model.digest), spec, size)
 
     async def _acquire(self, model: ResolvedModel, values: opts.Values) -> Lease:
