@@ -161,6 +161,24 @@ def test_a_seed_gives_the_same_sample_beside_other_requests(native: ollama.Clien
     assert answers[0] == alone and answers[1] == other_seed and alone != other_seed
 
 
+def test_the_next_turn_of_a_chat_evaluates_only_its_new_tokens(native: ollama.Client) -> None:
+    """Three other conversations run in between; the chat keeps its own sequence's cache."""
+    options = {"temperature": 0, "num_predict": 10, "num_ctx": 2048}
+    system = {"role": "system", "content": "you are a patient guide. " * 16}
+    chat = [system, {"role": "user", "content": "where is the old lighthouse?"}]
+    first = native.chat(model="tiny", messages=chat, options=options)
+    for topic in TOPICS[:3]:
+        native.chat(model="tiny", messages=messages(topic), options=options)
+    chat += [
+        {"role": "assistant", "content": first.message.content},
+        {"role": "user", "content": "and then?"},
+    ]
+    second = native.chat(model="tiny", messages=chat, options=options)
+    assert first.prompt_eval_count > 400
+    assert 0 < second.prompt_eval_count < 50
+    assert second.prompt_eval_duration < first.prompt_eval_duration
+
+
 def test_embeddings_answer_while_streams_run(native: ollama.Client, served: Served) -> None:
     expected = native.embed(model="tiny", input="hello").embeddings
     stream = native.generate(
