@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from common import Check, Contender, FamilyResult, Options, Timing, run_interleaved
-from serve_bench import SUBJECTS, Server, build_model, smollm2
+from serve_bench import PROMPT, SUBJECTS, Server, build_model, smollm2
 
 from mdl.spec.footprint import kv_bytes, shape_of
 from mdl.spec.gguf import read_gguf_file
@@ -46,11 +46,6 @@ SERIAL_GOAL = 1.25
 TTFT_GOAL = 2.0
 CACHE_GOAL = 1.5
 RSS_MARGIN = 100 * 2**20
-PROMPT = (
-    "<|im_start|>user\n{subject} #{n}: tell children a long story about them, with three "
-    "surprising facts about their homes and their food.<|im_end|>\n<|im_start|>assistant\n"
-)
-"""About 35 tokens in SmolLM2's ChatML, different for every stream of every round."""
 FACT = "{subject} number {i} lives by the water and eats what the river brings it. "
 
 
@@ -201,7 +196,7 @@ class _Prompts:
         found = []
         for _ in range(count):
             self.n += 1
-            found.append(PROMPT.format(subject=SUBJECTS[self.n % len(SUBJECTS)], n=self.n))
+            found.append(PROMPT.format(subject=f"{SUBJECTS[self.n % len(SUBJECTS)]} #{self.n}"))
         return found
 
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import ollama
 import openai
 import pytest
-from serving import TOOL_CALL_SCHEMA, Served, standard_models
+from serving import TOOL_CALL_SCHEMA, Served, sequences, standard_models, wait_for
 
 PARALLEL = 4
 TOPICS = ("cats", "dogs", "the sea", "rain", "stars", "ice", "fire", "bread")
@@ -43,21 +42,6 @@ def native(served: Served) -> Iterator[ollama.Client]:
 def oai(served: Served) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=served.url + "/v1", api_key="unused", max_retries=0) as client:
         yield client
-
-
-def sequences(served: Served, model: str = "tiny:latest") -> dict[str, int]:
-    status, body = served.request("GET", "/api/ps")
-    assert status == 200, body
-    (entry,) = [m for m in body["models"] if m["name"] == model]
-    sequences: dict[str, int] = entry["sequences"]
-    return sequences
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def messages(topic: str) -> list[dict[str, str]]:

@@ -1,60 +1,31 @@
-"""Few sequences: a disconnect frees its sequence for the next request, a context shift carries
-a generation past ``num_ctx``, and ``MDL_NUM_PARALLEL=1`` serves one request at a time."""
+"""One sequence (``MDL_NUM_PARALLEL=1``): a disconnect frees it for the next request, a
+context shift carries a generation past ``num_ctx``, and requests are served one at a time."""
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import ollama
 import pytest
-from serving import Served
+from serving import Served, sequences, wait_for
 
 LONG = {"num_predict": 30000, "num_ctx": 32768}
 DEADLINE = 60.0
 
 
-def serve(factory: pytest.TempPathFactory, models_dir: Path, parallel: int) -> Served:
-    server = Served(factory.mktemp(f"parallel-{parallel}"), {"MDL_NUM_PARALLEL": str(parallel)})
-    server.build("tiny", "FROM ./tiny.gguf\nPARAMETER temperature 0\n", models_dir)
-    return server.start()
-
-
-@pytest.fixture(scope="module")
-def two(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Served]:
-    server = serve(tmp_path_factory, models_dir, 2)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture(scope="module")
 def one(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Served]:
-    server = serve(tmp_path_factory, models_dir, 1)
+    server = Served(tmp_path_factory.mktemp("parallel-1"), {"MDL_NUM_PARALLEL": "1"})
+    server.build("tiny", "FROM ./tiny.gguf\nPARAMETER temperature 0\n", models_dir)
+    server.start()
     try:
         yield server
     finally:
         server.stop()
-
-
-def sequences(served: Served) -> dict[str, int]:
-    status, body = served.request("GET", "/api/ps")
-    assert status == 200, body
-    (entry,) = body["models"]
-    found: dict[str, int] = entry["sequences"]
-    return found
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def test_a_disconnect_frees_its_sequence_for_the_next_request(one: Served) -> None:
@@ -90,8 +61,8 @@ def test_a_disconnect_frees_its_sequence_for_the_next_request(one: Served) -> No
     assert status == 200 and answer["eval_count"] == 3
 
 
-def test_a_context_shift_continues_past_num_ctx(two: Served) -> None:
-    with ollama.Client(host=two.url) as client:
+def test_a_context_shift_continues_past_num_ctx(one: Served) -> None:
+    with ollama.Client(host=one.url) as client:
         answer = client.generate(
             model="tiny", prompt="hi", options={"num_ctx": 64, "num_predict": 200}
         )
