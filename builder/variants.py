@@ -17,7 +17,7 @@ from mdl.builder.build import BuildOptions, BuildResult, Progress, build_model, 
 from mdl.spec import mediatypes as mt
 from mdl.spec.descriptor import Descriptor
 from mdl.spec.errors import BuildError
-from mdl.spec.footprint import context_of, estimate_bytes, shape_of
+from mdl.spec.footprint import DEFAULT_NUM_PARALLEL, context_of, estimate_bytes, shape_of
 from mdl.spec.gguf import read_gguf_file
 from mdl.spec.manifest import Index, encode
 from mdl.spec.modelfile import Modelfile
@@ -56,7 +56,7 @@ def describe(store: Store, desc: Descriptor) -> Variant:
         file_size=sum(layer.size for layer in model.manifest.layers),
         parameter_size=model.config.param_size or "",
         context_length=model.config.context_length,
-        memory=estimate_bytes(shape_of(info, mapped), num_ctx, num_batch),
+        memory=estimate_bytes(shape_of(info, mapped), num_ctx, num_batch, DEFAULT_NUM_PARALLEL),
         num_ctx=num_ctx,
     )
 

@@ -73,6 +73,7 @@ def serve(
         default_keep_alive=config.keep_alive,
         max_context=config.max_context,
         policy=policy,
+        num_parallel=config.num_parallel,
     )
     library = Library(
         store, create=_create(store), pull=_transfer(store, "pull"), push=_transfer(store, "push")

@@ -1,27 +1,29 @@
 """The local channel between the server and a worker: framed messages over a Unix socket pair.
 
 A frame is a 4-byte big-endian length and a payload whose first byte says what it is: ``T`` a
-generated piece of text (UTF-8, the hot path: no JSON), ``J`` a JSON object. Requests and
-control messages are JSON objects with an ``op``; replies carry an ``ev``. One request is in
-flight per worker, so frames need no ids: the server sends the next request only after the
-previous one's final event.
+generated piece of text (then the request's id in 4 bytes and the text in UTF-8: the hot path,
+no JSON), ``J`` a JSON object. Requests and control messages are JSON objects with an ``op``;
+replies carry an ``ev``. Several requests run at once in one worker, so every request, cancel
+and reply carries the request's ``id`` (the load and its reply use id 0).
 
-``WorkerChannel`` is the worker's blocking end; ``ServerChannel`` the server's asyncio end.
+``WorkerChannel`` is the worker's blocking end (one thread reads it while another writes);
+``ServerChannel`` the server's asyncio end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import select
 import socket
 import struct
 from typing import Any
 
 _HEADER = struct.Struct(">I")
+_ID = struct.Struct(">I")
 _TOKEN, _JSON = b"T", b"J"
-Frame = str | dict[str, Any]
-"""A token's text, or a JSON message."""
+TokenFrame = tuple[int, str]
+"""A request's id and a piece of its text."""
+Frame = TokenFrame | dict[str, Any]
 
 
 def encode_json(message: dict[str, Any]) -> bytes:
@@ -29,15 +31,15 @@ def encode_json(message: dict[str, Any]) -> bytes:
     return _HEADER.pack(len(payload)) + payload
 
 
-def encode_token(text: str) -> bytes:
-    payload = _TOKEN + text.encode()
+def encode_token(request_id: int, text: str) -> bytes:
+    payload = _TOKEN + _ID.pack(request_id) + text.encode()
     return _HEADER.pack(len(payload)) + payload
 
 
 def decode(payload: bytes) -> Frame:
     kind, body = payload[:1], payload[1:]
-    if kind == _TOKEN:
-        return body.decode()
+    if kind == _TOKEN and len(body) >= _ID.size:
+        return _ID.unpack_from(body)[0], body[_ID.size :].decode()
     if kind == _JSON:
         message = json.loads(body)
         if isinstance(message, dict):
@@ -52,30 +54,18 @@ class WorkerChannel:
         self.sock = sock
         self.buffer = bytearray()
         self.closed = False
-        self.exiting = False
-        """An ``exit`` arrived while a request was running: stop after it."""
 
     def send(self, message: dict[str, Any]) -> None:
         self.sock.sendall(encode_json(message))
 
-    def send_token(self, text: str) -> None:
-        self.sock.sendall(encode_token(text))
+    def send_token(self, request_id: int, text: str) -> None:
+        self.sock.sendall(encode_token(request_id, text))
 
     def recv(self) -> Frame | None:
         while (frame := self._take()) is None:
-            if not self._fill(block=True):
+            if not self._fill():
                 return None
         return frame
-
-    def cancel_requested(self) -> bool:
-        """True if a ``cancel`` or ``exit`` came (or the server's end closed); never blocks."""
-        open_ = self._fill(block=False)
-        frame = self._take()
-        if frame is None:
-            return not open_
-        op = frame.get("op") if isinstance(frame, dict) else None
-        self.exiting = self.exiting or op == "exit"
-        return op in ("cancel", "exit")
 
     def _take(self) -> Frame | None:
         if len(self.buffer) < _HEADER.size:
@@ -88,13 +78,14 @@ class WorkerChannel:
         del self.buffer[:end]
         return decode(payload)
 
-    def _fill(self, block: bool) -> bool:
-        """Read what the socket has (waiting for it if ``block``); False once it is closed."""
+    def _fill(self) -> bool:
+        """Wait for what the socket has; False once it is closed."""
         if self.closed:
             return False
-        if not block and not select.select([self.sock], [], [], 0)[0]:
-            return True
-        data = self.sock.recv(1 << 16)
+        try:
+            data = self.sock.recv(1 << 16)
+        except OSError:
+            data = b""
         if not data:
             self.closed = True
             return False

@@ -5,6 +5,7 @@
 - ``MDL_KEEP_ALIVE``: how long an idle model stays loaded, default ``5m`` (a duration or
   seconds; negative: forever; 0: unload after each request)
 - ``MDL_MAX_QUEUE``: requests that may wait for one model before a 503, default 512
+- ``MDL_NUM_PARALLEL``: requests one loaded model decodes at once (its sequences), default 4
 - ``MDL_ORIGINS``: more browser origins allowed (CORS, and their hosts under DNS-rebinding
   protection), comma-separated, ``*`` wildcards; local origins are always allowed
   (``mdl.spec.browser.LOCAL_ORIGINS``)
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 from mdl.runtime.errors import BadRequest
 from mdl.spec import duration
+from mdl.spec.footprint import DEFAULT_NUM_PARALLEL
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 11434
@@ -40,6 +42,7 @@ class ServeConfig:
     keep_alive: float | None = DEFAULT_KEEP_ALIVE
     """Seconds; None keeps models loaded forever."""
     max_queue: int = 512
+    num_parallel: int = DEFAULT_NUM_PARALLEL
     origins: tuple[str, ...] = ()
     """``MDL_ORIGINS``: allowed beyond the local origins."""
     max_request_bytes: int = MAX_REQUEST_BYTES
@@ -57,6 +60,7 @@ class ServeConfig:
             max_loaded=_positive(env, "MDL_MAX_LOADED_MODELS", 3),
             keep_alive=parse_keep_alive(env.get("MDL_KEEP_ALIVE") or "5m", "MDL_KEEP_ALIVE"),
             max_queue=_positive(env, "MDL_MAX_QUEUE", 512, allow_zero=True),
+            num_parallel=_positive(env, "MDL_NUM_PARALLEL", DEFAULT_NUM_PARALLEL),
             origins=extra,
             max_request_bytes=_positive(env, "MDL_MAX_REQUEST_BYTES", MAX_REQUEST_BYTES),
             max_blob_bytes=_positive(env, "MDL_MAX_BLOB_BYTES", MAX_BLOB_BYTES),

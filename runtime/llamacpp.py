@@ -1,141 +1,228 @@
 """The llama.cpp backend, run inside a worker process: the one module that imports llama_cpp.
 
+One context holds ``num_parallel`` sequences, each with its own ``num_ctx`` cells of KV
+(llama.cpp's per-sequence streams: a sequence attends only over its own tokens), driven through
+llama.cpp's low-level API: a ``llama_batch`` with a sequence id per token, one ``llama_decode``
+per step, a sampler chain per request sampled at its row of the batch (``llama_sampler_sample``).
+The step loop that decides what goes into a batch is ``batching.py``; this module only speaks
+to llama.cpp.
+
 The GGUF is mapped from the store's blob path (mmap; never copied). Every LoRA adapter of the
-model is applied through llama.cpp's adapter functions, which keeps the weights mapped (the
-high-level ``lora_path`` would turn mmap off and takes only one adapter). Embeddings use a
-second context on the same file, made on first use.
+model is applied through llama.cpp's adapter functions. Embeddings use a second context on the
+same file, made on first use.
 """
 
 from __future__ import annotations
 
-import codecs
 import ctypes
+import logging
 import random
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mdl.runtime.errors import LoadFailed
-from mdl.runtime.runner import (
-    CompletionRequest,
-    Done,
-    Embeddings,
-    Failed,
-    LoadSpec,
-    ModelFacts,
-    RunnerEvent,
-    Token,
-)
-from mdl.runtime.stops import StopScanner
+from mdl.runtime.runner import Embeddings, Failed, LoadSpec, ModelFacts, Sampling
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
 _CTX_PAD = 256
+_UBATCH = 512
+_PIECE = 64
 _GRAMMARS = 16
-"""Compiled format grammars kept per model (the oldest is dropped)."""
+"""Format grammars (GBNF text) kept per model (the oldest is dropped)."""
 
 
 class LlamaCppModel:
     def __init__(self, spec: LoadSpec) -> None:
+        import llama_cpp
+        from llama_cpp import _internals
+
+        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # llama.cpp's own log
         self.spec = spec
-        self.llm = _load(spec, embedding=False)
-        # The first decode sets llama.cpp's buffers up: pay for it now, not in the first answer.
-        self.llm.eval([max(self.llm.token_bos(), 0)])
-        self.llm.n_tokens = 0  # forget it (what Llama.reset does)
+        self.n_seq = max(1, spec.num_parallel)
+        self.n_ctx = spec.num_ctx
+        self.n_batch = spec.num_batch
+        model_params = llama_cpp.llama_model_default_params()
+        model_params.use_mmap = spec.use_mmap
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = spec.num_ctx * self.n_seq
+        params.n_batch = spec.num_batch
+        params.n_ubatch = min(spec.num_batch, _UBATCH)
+        params.n_seq_max = self.n_seq
+        params.kv_unified = False
+        params.n_threads = params.n_threads_batch = spec.num_thread
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED  # as Llama's default
+        params.no_perf = True
+        try:
+            self._model = _internals.LlamaModel(
+                path_model=spec.weights, params=model_params, verbose=False
+            )
+            self._context = _internals.LlamaContext(model=self._model, params=params, verbose=False)
+        except (ValueError, RuntimeError) as exc:
+            raise LoadFailed(f"llama.cpp cannot load the weights: {exc}") from exc
+        self.ctx = self._context.ctx
+        self.vocab = self._model.vocab
+        self.memory = llama_cpp.llama_get_memory(self.ctx)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        self.bos = llama_cpp.llama_vocab_bos(self.vocab)
+        self.can_shift = bool(llama_cpp.llama_memory_can_shift(self.memory))
+        _apply_adapters(self._model.model, self.ctx, spec)
+        self._batch = llama_cpp.llama_batch_init(spec.num_batch, 0, 1)
+        self._piece = ctypes.create_string_buffer(_PIECE)
         self._embedder: Llama | None = None
-        self._grammars: dict[str, Any] = {}
+        self._grammars: dict[str, str] = {}
+        # The first decode sets llama.cpp's buffers up: pay for it now, not in the first answer.
+        self.decode([max(self.bos, 0)], [0], [0], [True])
+        self.forget(0, 0)
 
     def facts(self) -> ModelFacts:
-        model = self.llm._model
+        model = self._model
         bos, eos = model.token_bos(), model.token_eos()
         return ModelFacts(
-            n_ctx=self.llm.n_ctx(),
+            n_ctx=self.n_ctx,
             bos_token=model.token_get_text(bos) if bos >= 0 else "",
             eos_token=model.token_get_text(eos) if eos >= 0 else "",
         )
 
-    def complete(
-        self, request: CompletionRequest, cancelled: Callable[[], bool]
-    ) -> Iterator[RunnerEvent]:
-        """Generate; ``cancelled`` is polled after every token."""
+    # -- what the step loop uses -------------------------------------------------------------
+
+    def tokenize(self, text: bytes, add_bos: bool) -> list[int]:
+        return list(self._model.tokenize(text, add_bos=add_bos, special=True)) if text else []
+
+    def piece(self, token: int) -> bytes:
         import llama_cpp
 
-        llm, sampling = self.llm, request.sampling
-        try:
-            grammar = self._grammar(request.format)
-        except Exception as exc:  # whatever the converter says of the request's own schema
-            yield Failed(f"invalid format: {exc}", bad_request=True)
-            return
-        n_ctx = llm.n_ctx()
-        n_vocab = llm.n_vocab()
-        if any(not 0 <= token < n_vocab for token in request.context):
-            yield Failed(f"context: token ids must be from 0 to {n_vocab - 1}", bad_request=True)
-            return
-        prompt = _fit(self._tokens(request), n_ctx, sampling.num_keep)
-        limit = sampling.num_predict if sampling.num_predict > 0 else n_ctx
-        repeat = sampling.repeat_last_n
-        llm.last_n_tokens_size = n_ctx if repeat < 0 else min(repeat, n_ctx)
-        llm.set_seed(sampling.seed if sampling.seed >= 0 else random.randrange(2**31))
-        scanner = StopScanner(sampling.stop)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        vocab = llm._model.vocab
-        generated: list[int] = []
-        reason = "length"
-        start = time.perf_counter_ns()
-        first = 0
-        tokens = llm.generate(
-            prompt,
-            top_k=sampling.top_k,
-            top_p=sampling.top_p,
-            min_p=sampling.min_p,
-            typical_p=sampling.typical_p,
-            temp=sampling.temperature,
-            repeat_penalty=sampling.repeat_penalty,
-            frequency_penalty=sampling.frequency_penalty,
-            presence_penalty=sampling.presence_penalty,
-            mirostat_mode=sampling.mirostat,
-            mirostat_tau=sampling.mirostat_tau,
-            mirostat_eta=sampling.mirostat_eta,
-            grammar=grammar,
-        )
-        try:
-            for token in tokens:
-                first = first or time.perf_counter_ns()
-                if llama_cpp.llama_vocab_is_eog(vocab, token):
-                    reason = "stop"
-                    break
-                generated.append(token)
-                text = scanner.feed(decoder.decode(llm.detokenize([token])))
-                if text:
-                    yield Token(text)
-                if scanner.stopped:
-                    reason = "stop"
-                    break
-                if len(generated) >= limit or len(prompt) + len(generated) >= n_ctx:
-                    break
-                if cancelled():
-                    reason = "cancel"
-                    break
-        finally:
-            tokens.close()
-        tail = scanner.feed(decoder.decode(b"", final=True)) + scanner.flush()
-        if tail:
-            yield Token(tail)
-        end = time.perf_counter_ns()
-        first = first or end
-        yield Done(
-            reason=reason,
-            prompt_tokens=len(prompt),
-            eval_tokens=len(generated),
-            prompt_ns=first - start,
-            eval_ns=end - first,
-            context=tuple(prompt + generated) if request.want_context else (),
-        )
+        size = llama_cpp.llama_token_to_piece(self.vocab, token, self._piece, _PIECE, 0, False)
+        if size < 0:
+            bigger = ctypes.create_string_buffer(-size)
+            size = llama_cpp.llama_token_to_piece(self.vocab, token, bigger, -size, 0, False)
+            return bigger.raw[:size]
+        return self._piece.raw[:size]
+
+    def is_eog(self, token: int) -> bool:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+
+    def decode(
+        self, tokens: list[int], positions: list[int], seqs: list[int], logits: list[bool]
+    ) -> int:
+        """One ``llama_decode`` of these tokens; llama.cpp's status (0: done, 1: no KV room)."""
+        import llama_cpp
+
+        batch = self._batch
+        token, pos, n_seq_id, seq_id, wanted = (
+            batch.token, batch.pos, batch.n_seq_id, batch.seq_id, batch.logits
+        )  # fmt: skip
+        for i, value in enumerate(tokens):
+            token[i] = value
+            pos[i] = positions[i]
+            n_seq_id[i] = 1
+            seq_id[i][0] = seqs[i]
+            wanted[i] = logits[i]
+        batch.n_tokens = len(tokens)
+        return int(llama_cpp.llama_decode(self.ctx, batch))
+
+    def forget(self, seq: int, start: int) -> None:
+        """Drop the sequence's tokens from position ``start`` on."""
+        import llama_cpp
+
+        llama_cpp.llama_memory_seq_rm(self.memory, seq, start, -1)
+
+    def shift(self, seq: int, keep: int, discard: int, end: int) -> None:
+        """Drop positions [keep, keep + discard) and move the rest down (a context shift)."""
+        import llama_cpp
+
+        llama_cpp.llama_memory_seq_rm(self.memory, seq, keep, keep + discard)
+        llama_cpp.llama_memory_seq_add(self.memory, seq, keep + discard, end, -discard)
+
+    def grammar(self, fmt: str) -> str:
+        """The GBNF text of a format (``json`` or a JSON schema); ValueError if it has none."""
+        if fmt not in self._grammars:
+            from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+            try:
+                text = JSON_GBNF if fmt == "json" else json_schema_to_gbnf(fmt)
+            except Exception as exc:  # whatever the converter says of the request's own schema
+                raise ValueError(str(exc)) from exc
+            if len(self._grammars) >= _GRAMMARS:  # each request may bring its own schema
+                del self._grammars[next(iter(self._grammars))]
+            self._grammars[fmt] = text
+        return self._grammars[fmt]
+
+    def sampler(self, sampling: Sampling, grammar: str | None, history: Sequence[int]) -> Any:
+        """A sampler chain for one request, its repeat penalty primed with the prompt's last
+        tokens; ValueError if llama.cpp refuses the grammar."""
+        import llama_cpp as lc
+
+        s = sampling
+        chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        samplers: list[Any] = []
+        valid = [(t, b) for t, b in s.logit_bias if 0 <= t < self.n_vocab]
+        if valid:
+            pairs = (lc.llama_logit_bias(t, b) for t, b in valid)
+            biases = (lc.llama_logit_bias * len(valid))(*pairs)
+            samplers.append(lc.llama_sampler_init_logit_bias(self.n_vocab, len(valid), biases))
+        last_n = self.n_ctx if s.repeat_last_n < 0 else s.repeat_last_n
+        penalised = s.repeat_penalty != 1 or s.frequency_penalty or s.presence_penalty
+        if last_n > 0 and penalised:
+            penalties = lc.llama_sampler_init_penalties(
+                self.n_vocab, last_n, s.repeat_penalty, s.frequency_penalty, s.presence_penalty
+            )
+            for token in history[-last_n:]:
+                lc.llama_sampler_accept(penalties, token)
+            samplers.append(penalties)
+        if grammar is not None:
+            constraint = lc.llama_sampler_init_grammar(self.vocab, grammar.encode(), b"root")
+            if not constraint:
+                for made in samplers:
+                    lc.llama_sampler_free(made)
+                lc.llama_sampler_free(chain)
+                raise ValueError("llama.cpp cannot parse its grammar")
+            samplers.append(constraint)
+        seed = s.seed if s.seed >= 0 else random.randrange(2**31)
+        if s.temperature <= 0:
+            samplers.append(lc.llama_sampler_init_greedy())
+        elif s.mirostat == 1:
+            samplers.append(lc.llama_sampler_init_temp(s.temperature))
+            samplers.append(
+                lc.llama_sampler_init_mirostat(
+                    self.n_vocab, seed, s.mirostat_tau, s.mirostat_eta, 100
+                )
+            )
+        elif s.mirostat == 2:
+            samplers.append(lc.llama_sampler_init_temp(s.temperature))
+            samplers.append(lc.llama_sampler_init_mirostat_v2(seed, s.mirostat_tau, s.mirostat_eta))
+        else:
+            samplers += [
+                lc.llama_sampler_init_top_k(s.top_k),
+                lc.llama_sampler_init_typical(s.typical_p, 1),
+                lc.llama_sampler_init_top_p(s.top_p, 1),
+                lc.llama_sampler_init_min_p(s.min_p, 1),
+                lc.llama_sampler_init_temp(s.temperature),
+                lc.llama_sampler_init_dist(seed),
+            ]
+        for made in samplers:
+            lc.llama_sampler_chain_add(chain, made)
+        return chain
+
+    def sample(self, sampler: Any, row: int) -> int:
+        """Sample from the logits of the batch's ``row``; the chain accepts the token."""
+        import llama_cpp
+
+        return int(llama_cpp.llama_sampler_sample(sampler, self.ctx, row))
+
+    def free_sampler(self, sampler: Any) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_sampler_free(sampler)
+
+    # -- embeddings and the end ----------------------------------------------------------------
 
     def embed(self, texts: Sequence[str], truncate: bool) -> Embeddings | Failed:
         if self._embedder is None:
-            self._embedder = _load(self.spec, embedding=True)
+            self._embedder = _load_embedder(self.spec)
         embedder = self._embedder
         n_ctx = embedder.n_ctx()
         count = 0
@@ -151,63 +238,42 @@ class LlamaCppModel:
         return Embeddings(tuple(tuple(_pooled(v)) for v in vectors), count)
 
     def close(self) -> None:
+        import llama_cpp
+
         if self._embedder is not None:
             self._embedder.close()
-        self.llm.close()
-
-    def _tokens(self, request: CompletionRequest) -> list[int]:
-        llm = self.llm
-        text = request.prompt.encode()
-        tokens = list(request.context)
-        tokens += llm.tokenize(text, add_bos=not tokens, special=True) if text else []
-        bos = llm.token_bos()
-        if tokens[:2] == [bos, bos]:
-            tokens = tokens[1:]
-        return tokens or [bos]
-
-    def _grammar(self, fmt: str | None) -> Any:
-        if fmt is None:
-            return None
-        if fmt not in self._grammars:
-            from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
-
-            if fmt == "json":
-                grammar = LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-            else:
-                grammar = LlamaGrammar.from_json_schema(fmt, verbose=False)
-            if len(self._grammars) >= _GRAMMARS:  # each request may bring its own schema
-                del self._grammars[next(iter(self._grammars))]
-            self._grammars[fmt] = grammar
-        return self._grammars[fmt]
+        llama_cpp.llama_batch_free(self._batch)
+        self._context.close()  # type: ignore[no-untyped-call]
+        self._model.close()  # type: ignore[no-untyped-call]
 
 
-def _load(spec: LoadSpec, *, embedding: bool) -> Llama:
+def _load_embedder(spec: LoadSpec) -> Llama:
+    """A pooled embedding needs the whole input in one batch: llama.cpp pads the context to a
+    multiple of 256 and asserts (aborts) when the micro-batch does not match it, so both are
+    padded the same way here."""
     import llama_cpp
 
-    options: dict[str, Any] = {"n_batch": spec.num_batch, "n_ctx": spec.num_ctx}
-    if embedding:  # a pooled embedding needs the whole input in one batch
-        # llama.cpp pads the context to a multiple of 256 and asserts (aborts) when the
-        # micro-batch does not match it, so both are padded the same way here
-        size = -(-spec.num_ctx // _CTX_PAD) * _CTX_PAD
-        options.update(embedding=True, n_ctx=size, n_batch=size, n_ubatch=size)
-        if spec.pooling_mean:
-            options["pooling_type"] = llama_cpp.LLAMA_POOLING_TYPE_MEAN
+    size = -(-spec.num_ctx // _CTX_PAD) * _CTX_PAD
+    options: dict[str, Any] = {"n_ctx": size, "n_batch": size, "n_ubatch": size}
+    if spec.pooling_mean:
+        options["pooling_type"] = llama_cpp.LLAMA_POOLING_TYPE_MEAN
     try:
         llm = llama_cpp.Llama(
             model_path=spec.weights,
             n_threads=spec.num_thread,
             n_threads_batch=spec.num_thread,
             use_mmap=spec.use_mmap,
+            embedding=True,
             verbose=False,
             **options,
         )
     except (ValueError, RuntimeError) as exc:
         raise LoadFailed(f"llama.cpp cannot load the weights: {exc}") from exc
-    _apply_adapters(llm, spec)
+    _apply_adapters(llm.model, llm.ctx, spec)
     return llm
 
 
-def _apply_adapters(llm: Llama, spec: LoadSpec) -> None:
+def _apply_adapters(model: Any, ctx: Any, spec: LoadSpec) -> None:
     """Apply every adapter at scale 1; they live as long as the model (llama.cpp frees them)."""
     import llama_cpp
 
@@ -215,25 +281,15 @@ def _apply_adapters(llm: Llama, spec: LoadSpec) -> None:
         return
     adapters = []
     for path in spec.adapters:
-        adapter = llama_cpp.llama_adapter_lora_init(llm.model, path.encode())
+        adapter = llama_cpp.llama_adapter_lora_init(model, path.encode())
         if adapter is None:
             raise LoadFailed(f"llama.cpp cannot load the adapter {path}")
         adapters.append(adapter)
     count = len(adapters)
     array = (llama_cpp.llama_adapter_lora_p_ctypes * count)(*adapters)
     scales = (ctypes.c_float * count)(*([1.0] * count))
-    if llama_cpp.llama_set_adapters_lora(llm.ctx, array, count, scales):
+    if llama_cpp.llama_set_adapters_lora(ctx, array, count, scales):
         raise LoadFailed(f"llama.cpp cannot apply the {count} adapter(s)")
-
-
-def _fit(tokens: list[int], n_ctx: int, num_keep: int) -> list[int]:
-    """Drop tokens after the first ``num_keep`` so the prompt leaves a quarter of the context
-    for the answer (Ollama truncates the same way, keeping the start)."""
-    room = n_ctx - max(1, n_ctx // 4)
-    if len(tokens) <= room:
-        return tokens
-    keep = min(max(num_keep, 1), room // 2)
-    return tokens[:keep] + tokens[len(tokens) - (room - keep) :]
 
 
 def _pooled(vector: Any) -> list[float]:

@@ -92,7 +92,9 @@ class OllamaAPI:
         for slot in self.service.scheduler.loaded():
             model = self.service.served.get(slot.want.identity)
             if model is not None:
-                models.append(describe.ps_entry(slot, model))
+                entry = describe.ps_entry(slot, model)
+                entry["sequences"] = {"busy": slot.gate.busy, "total": slot.gate.capacity}
+                models.append(entry)
         return JSONResponse({"models": models})
 
     async def show(self, request: Request) -> Response:

@@ -1,17 +1,21 @@
 """The server's handle on a worker process: a ``ModelRunner`` that talks over the channel.
 
-One reader task per worker routes frames to the request in flight. ``complete`` closed early
-sends ``cancel`` without waiting (it may run inside a cancelled task); the runner counts as busy
-until the worker's final event arrives, and the next request waits for that. When the process
-dies, the request in flight fails with RunnerCrashed naming the signal or exit code (the last
-lines the worker wrote to stderr go to the server's log, never to a client: they may hold
-tracebacks and paths); ``wait_exited`` returns so the scheduler forgets the model.
+Requests are multiplexed by id: the worker runs up to ``num_parallel`` at once, and one reader
+task per worker routes each frame to its request's queue. ``complete`` closed early sends
+``cancel`` without waiting (it may run inside a cancelled task); the worker frees the sequence
+before it reads the next request, so a request sent after a cancel finds the sequence free.
+When the process dies, every request in flight fails with RunnerCrashed naming the signal or
+exit code (the last lines the worker wrote to stderr go to the server's log, never to a client:
+they may hold tracebacks and paths); ``wait_exited`` returns so the scheduler forgets the model.
+
+This is the llama.cpp backend's runner; ``backends.by_backend`` picks it by ``spec.backend``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
 import signal
 import socket
@@ -37,6 +41,10 @@ LOAD_TIMEOUT = 600.0
 EXIT_TIMEOUT = 5.0
 _STDERR_LINES = 8
 _Reply = Token | Done | Failed | Embeddings | ModelFacts | None  # None: the worker is gone
+ENTRY = "mdl.runtime.worker"
+"""The module run as ``python -m MODULE FD NAME`` (see ``worker.py``)."""
+_LOAD = 0
+"""The id of the load and its reply."""
 
 
 class WorkerRunner:
@@ -46,9 +54,8 @@ class WorkerRunner:
         self.channel = channel
         self.facts = ModelFacts(0, "", "")
         self.stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)
-        self._replies: asyncio.Queue[_Reply] = asyncio.Queue()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._streams: dict[int, asyncio.Queue[_Reply]] = {_LOAD: asyncio.Queue()}
+        self._ids = itertools.count(_LOAD + 1)
         self._exited = asyncio.Event()
         self._stderr_task: asyncio.Task[None] | None = None
         self._reader_task: asyncio.Task[None] | None = None
@@ -65,7 +72,7 @@ class WorkerRunner:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "mdl.runtime.worker",
+                ENTRY,
                 str(child.fileno()),
                 spec.name,
                 pass_fds=(child.fileno(),),
@@ -80,7 +87,7 @@ class WorkerRunner:
         runner._reader_task = asyncio.create_task(runner._read_replies())
         runner.channel.send(wire.load_message(spec))
         try:
-            reply = await asyncio.wait_for(runner._replies.get(), LOAD_TIMEOUT)
+            reply = await asyncio.wait_for(runner._streams[_LOAD].get(), LOAD_TIMEOUT)
         except TimeoutError:
             reply = Failed(f"no answer in {LOAD_TIMEOUT:.0f} s")
         except BaseException:  # cancelled (the server is stopping): leave no worker behind
@@ -90,18 +97,19 @@ class WorkerRunner:
             reason = reply.message if isinstance(reply, Failed) else await runner._exit_reason()
             await runner.close()
             raise LoadFailed(f"model {spec.name} failed to load: {reason}")
+        del runner._streams[_LOAD]
         runner.facts = reply
         runner.stderr.clear()  # what it said while loading explains no later crash
         log.info("loaded %s in worker %d (n_ctx %d)", spec.name, proc.pid, reply.n_ctx)
         return runner
 
     async def complete(self, request: CompletionRequest) -> AsyncGenerator[RunnerEvent, None]:
-        await self._claim()
-        self.channel.send(wire.complete_message(request))
+        request_id, replies = await self._open()
+        self.channel.send(wire.complete_message(request_id, request))
         finished = False
         try:
             while True:
-                reply = await self._replies.get()
+                reply = await replies.get()
                 if reply is None:
                     finished = True
                     raise RunnerCrashed(f"{await self._exit_reason()} while generating")
@@ -112,13 +120,17 @@ class WorkerRunner:
                 if finished:
                     return
         finally:
+            del self._streams[request_id]
             if not finished:
-                self.channel.send({"op": "cancel"})
+                self.channel.send(wire.cancel_message(request_id))
 
     async def embed(self, texts: Sequence[str], truncate: bool) -> Embeddings | Failed:
-        await self._claim()
-        self.channel.send(wire.embed_message(list(texts), truncate))
-        reply = await self._replies.get()
+        request_id, replies = await self._open()
+        try:
+            self.channel.send(wire.embed_message(request_id, list(texts), truncate))
+            reply = await replies.get()
+        finally:
+            del self._streams[request_id]
         if reply is None:
             raise RunnerCrashed(f"{await self._exit_reason()} while embedding")
         if not isinstance(reply, Embeddings | Failed):
@@ -141,24 +153,29 @@ class WorkerRunner:
                 await task
         self.channel.close()
 
-    async def _claim(self) -> None:
-        """Wait until the previous request's final event arrived; fail fast if the worker died."""
-        await self._idle.wait()
+    async def _open(self) -> tuple[int, asyncio.Queue[_Reply]]:
+        """A new request id and the queue its replies arrive on; fail fast if the worker died."""
         if self._exited.is_set():
             raise RunnerCrashed(await self._exit_reason())
-        self._idle.clear()
-        self._replies = asyncio.Queue()
+        request_id = next(self._ids)
+        replies: asyncio.Queue[_Reply] = asyncio.Queue()
+        self._streams[request_id] = replies
+        return request_id, replies
 
     async def _read_replies(self) -> None:
         while (frame := await self.channel.recv()) is not None:
-            reply: _Reply = Token(frame) if isinstance(frame, str) else wire.event(frame)
-            self._replies.put_nowait(reply)
-            if not isinstance(reply, Token):
-                self._idle.set()
+            reply: _Reply
+            if isinstance(frame, tuple):
+                request_id, reply = frame[0], Token(frame[1])
+            else:
+                request_id, reply = frame.get("id", _LOAD), wire.event(frame)
+            replies = self._streams.get(request_id)
+            if replies is not None:  # else its request was cancelled: drop the rest
+                replies.put_nowait(reply)
         await self.proc.wait()
         self._exited.set()
-        self._replies.put_nowait(None)
-        self._idle.set()
+        for replies in self._streams.values():
+            replies.put_nowait(None)
         if self.proc.returncode:
             reason = await self._exit_reason()
             log.warning("worker %d for %s: %s", self.pid, self.spec.name, reason)

@@ -29,8 +29,11 @@ class LoadSpec:
     use_mmap: bool = True
     pooling_mean: bool = True
     """Mean-pool token embeddings (for models whose GGUF names no pooling type)."""
+    num_parallel: int = 1
+    """Sequences decoded together, each with up to ``num_ctx`` tokens of one shared KV pool."""
     backend: str = "llama.cpp"
-    """Which worker runs it: ``llama.cpp``, or ``whisper.cpp`` for a speech model."""
+    """Which worker runs it: ``llama.cpp``, or ``whisper.cpp`` for a speech model
+    (``backends.by_backend`` picks the runner factory)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class Sampling:
     """-1: until the context is full or the model stops."""
     num_keep: int = 4
     stop: tuple[str, ...] = ()
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    """(token id, bias) pairs added to the logits (OpenAI's ``logit_bias``)."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ class Done:
     reason: str
     """``stop`` (the model or a stop sequence ended it), ``length`` or ``cancel``."""
     prompt_tokens: int = 0
+    """Prompt tokens evaluated for this answer (a cached prefix is not evaluated again)."""
     eval_tokens: int = 0
     prompt_ns: int = 0
     eval_ns: int = 0
@@ -112,8 +118,8 @@ class ModelRunner(Protocol):
     facts: ModelFacts
 
     def complete(self, request: CompletionRequest) -> AsyncGenerator[RunnerEvent, None]:
-        """Tokens, then one Done or Failed. Closing the iterator early cancels the generation;
-        the next call waits until the runner has stopped. Raises RunnerCrashed if it dies."""
+        """Tokens, then one Done or Failed. Closing the iterator early cancels the generation
+        and frees its sequence. Raises RunnerCrashed if the runner dies."""
         ...
 
     async def embed(self, texts: Sequence[str], truncate: bool) -> Embeddings | Failed: ...

@@ -4,7 +4,7 @@
   recently used idle runner is unloaded first (a retired one before any other); if every runner
   is busy, the load waits until one is idle. A model whose estimate alone exceeds the budget
   is refused (OutOfMemory) instead of attempted.
-- One request at a time per runner (llama.cpp contexts are not thread-safe): the others queue,
+- Up to ``spec.num_parallel`` requests at a time per runner (its sequences): the others queue,
   FIFO, up to ``max_queue`` waiting, beyond which ServerBusy (503). Different runners serve in
   parallel. Requests for a model that is loading share that one load.
 - Keep-alive as Ollama's: after its last request a runner stays ``keep_alive`` seconds (None:
@@ -20,10 +20,11 @@ a cancelled request.
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from mdl.runtime.errors import OutOfMemory, ServerBusy
@@ -51,11 +52,44 @@ class State(enum.Enum):
     GONE = "gone"
 
 
+class Gate:
+    """A FIFO semaphore: ``capacity`` holders at once, the rest wait in arrival order."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(1, capacity)
+        self.busy = 0
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def acquire(self) -> None:
+        if self.busy < self.capacity and not self._waiting:
+            self.busy += 1
+            return
+        turn = asyncio.get_running_loop().create_future()
+        self._waiting.append(turn)
+        try:
+            await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled():
+                self.release()  # handed over just as it was cancelled: pass it on
+            else:
+                self._waiting.remove(turn)
+            raise
+
+    def release(self) -> None:
+        """Hand the place to the first waiter, or free it; never awaits."""
+        while self._waiting:
+            turn = self._waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self.busy -= 1
+
+
 @dataclass(eq=False)
 class Slot:
     want: Want
     runner: ModelRunner
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    gate: Gate
     users: int = 0
     """Requests running or queued."""
     last_used: float = 0.0
@@ -106,25 +140,25 @@ class Scheduler:
             if slot is None:
                 slot = await self._load(want)
                 load_ns = time.perf_counter_ns() - started
-            self._check_queue(want, slot.users)
+            self._check_queue(want, slot.users - slot.gate.capacity + 1)
             slot.want = want  # the name it was last asked by, for /api/ps
             slot.users += 1
             _cancel(slot)
             try:
-                await slot.lock.acquire()
+                await slot.gate.acquire()
             except BaseException:
                 slot.users -= 1
                 self._settle(slot, slot.keep_alive)
                 raise
             if slot.state is State.LOADED:
                 return Lease(slot.runner, slot, load_ns)
-            slot.lock.release()  # it died or was unloaded while this request waited: reload
+            slot.gate.release()  # it died or was unloaded while this request waited: reload
             slot.users -= 1
 
     def release(self, lease: Lease, keep_alive: float | None) -> None:
         """End a request; the runner then stays ``keep_alive`` seconds (None: forever)."""
         slot = lease.slot
-        slot.lock.release()
+        slot.gate.release()
         slot.users -= 1
         slot.last_used = time.monotonic()
         self._settle(slot, keep_alive)
@@ -170,10 +204,10 @@ class Scheduler:
                 if slot.users == 0:
                     self._unload_soon(slot)
 
-    def _check_queue(self, want: Want, users: int) -> None:
-        if users > self.max_queue:
+    def _check_queue(self, want: Want, waiting: int) -> None:
+        if waiting > self.max_queue:
             raise ServerBusy(
-                f"server busy: {users} requests for {want.name} are running or queued "
+                f"server busy: {waiting} requests for {want.name} are queued "
                 f"(MDL_MAX_QUEUE={self.max_queue}); try again later"
             )
 
@@ -204,7 +238,7 @@ class Scheduler:
         async with self._load_lock:
             await self._make_room(want.size)
             runner = await self.factory(want.spec)
-            slot = Slot(want, runner, last_used=time.monotonic())
+            slot = Slot(want, runner, Gate(want.spec.num_parallel), last_used=time.monotonic())
             self.slots.append(slot)
             watcher = asyncio.create_task(self._watch(slot))
             self._watchers.add(watcher)

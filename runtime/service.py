@@ -51,7 +51,7 @@ from mdl.runtime.templates import ChatTemplate, chat_template, make_template
 from mdl.runtime.templates.budget import Budget
 from mdl.runtime.tools import ToolCallParser
 from mdl.runtime.trust import check_trusted
-from mdl.spec.footprint import estimate_bytes
+from mdl.spec.footprint import DEFAULT_NUM_PARALLEL, estimate_bytes
 from mdl.spec.modelpack import template_format
 from mdl.spec.policy import Policy
 
@@ -130,6 +130,8 @@ class Service:
     """``MDL_MAX_CONTEXT``; None: each model's trained context length bounds ``num_ctx``."""
     policy: Policy = field(default_factory=lambda: Policy("no policy"))
     """The trust policy every model must pass before it is loaded (the default accepts all)."""
+    num_parallel: int = DEFAULT_NUM_PARALLEL
+    """``MDL_NUM_PARALLEL``: requests one loaded model decodes at once."""
     served: dict[str, ResolvedModel] = field(default_factory=dict)
     """The models runners were loaded for, by manifest digest (what ``/api/ps`` describes)."""
 
@@ -228,8 +230,9 @@ class Service:
             num_thread=runner.num_thread,
             use_mmap=runner.use_mmap,
             pooling_mean=model.pooling_mean,
+            num_parallel=self.num_parallel,
         )
-        size = estimate_bytes(model.shape, runner.num_ctx, runner.num_batch)
+        size = estimate_bytes(model.shape, runner.num_ctx, runner.num_batch, self.num_parallel)
         return Want(model.name, str(model.digest), spec, size)
 
     async def _acquire(self, model: ResolvedModel, values: opts.Values) -> Lease:

@@ -2,7 +2,8 @@
 
 Server to worker: ``load``, ``complete``, ``embed``, ``cancel``, ``exit`` (key ``op``).
 Worker to server: ``loaded``, ``done``, ``failed``, ``embeddings`` (key ``ev``); tokens travel as
-text frames (see ``channel.py``).
+text frames (see ``channel.py``). Every message but ``load`` and ``exit`` names its request's
+``id``.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ def load_spec(message: Message) -> LoadSpec:
     return LoadSpec(**{**spec, "adapters": tuple(spec["adapters"])})
 
 
-def complete_message(request: CompletionRequest) -> Message:
-    return {"op": "complete", "request": asdict(request)}
+def complete_message(request_id: int, request: CompletionRequest) -> Message:
+    return {"op": "complete", "id": request_id, "request": asdict(request)}
 
 
 def completion_request(message: Message) -> CompletionRequest:
@@ -41,24 +42,34 @@ def completion_request(message: Message) -> CompletionRequest:
     sampling = request["sampling"]
     return CompletionRequest(
         prompt=request["prompt"],
-        sampling=Sampling(**{**sampling, "stop": tuple(sampling["stop"])}),
+        sampling=Sampling(
+            **{
+                **sampling,
+                "stop": tuple(sampling["stop"]),
+                "logit_bias": tuple((int(t), float(b)) for t, b in sampling["logit_bias"]),
+            }
+        ),
         context=tuple(request["context"]),
         format=request["format"],
         want_context=request["want_context"],
     )
 
 
-def embed_message(texts: list[str], truncate: bool) -> Message:
-    return {"op": "embed", "texts": texts, "truncate": truncate}
+def embed_message(request_id: int, texts: list[str], truncate: bool) -> Message:
+    return {"op": "embed", "id": request_id, "texts": texts, "truncate": truncate}
 
 
-def event_message(event: ModelFacts | Done | Failed | Embeddings) -> Message:
+def cancel_message(request_id: int) -> Message:
+    return {"op": "cancel", "id": request_id}
+
+
+def event_message(request_id: int, event: ModelFacts | Done | Failed | Embeddings) -> Message:
     kind = {ModelFacts: "loaded", Done: "done", Failed: "failed", Embeddings: "embeddings"}
-    return {"ev": kind[type(event)], **asdict(event)}
+    return {"ev": kind[type(event)], "id": request_id, **asdict(event)}
 
 
 def event(message: Message) -> ModelFacts | Done | Failed | Embeddings:
-    fields = {k: v for k, v in message.items() if k != "ev"}
+    fields = {k: v for k, v in message.items() if k not in ("ev", "id")}
     kind = message.get("ev")
     if kind == "loaded":
         return ModelFacts(**fields)

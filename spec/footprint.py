@@ -1,11 +1,12 @@
 """How much memory a loaded model takes: pure arithmetic over a GGUF header.
 
-The estimate is the GGUF files (mapped, so resident once touched) plus the KV cache at the
-context length (f16 keys and values per layer) plus llama.cpp's compute buffer, which grows with
-the batch and the vocabulary. It errs high rather than low: the scheduler uses it to decide
-what to evict, and an eviction too many costs a reload while one too few costs an OOM kill.
-It lives in spec/ because the builder records it in variant annotations and the runtime
-schedules by it: both must give the same number.
+The estimate is the GGUF files (mapped, so resident once touched) plus the KV cache (f16 keys
+and values per layer) of every sequence at the context length (``num_ctx`` times the number of
+sequences, as Ollama counts it: each sequence has its own ``num_ctx`` cells) plus llama.cpp's
+compute buffer, which grows with the batch and the vocabulary. It errs high rather than low:
+the scheduler uses it to decide what to evict, and an eviction too many costs a reload while
+one too few costs an OOM kill. It lives in spec/ because the builder records it in variant
+annotations and the runtime schedules by it: both must give the same number.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ _F16 = 2
 _F32 = 4
 DEFAULT_NUM_CTX = 4096
 DEFAULT_NUM_BATCH = 512
+DEFAULT_NUM_PARALLEL = 4
+"""Sequences ``mdl serve`` decodes at once by default (``MDL_NUM_PARALLEL``), each with its own
+``num_ctx`` of KV: a variant's memory annotation is at this many."""
 _INT32 = 2**31 - 1
 
 
@@ -53,9 +57,10 @@ def shape_of(info: GGUFInfo, file_bytes: int) -> Shape:
     )
 
 
-def estimate_bytes(shape: Shape, num_ctx: int, num_batch: int = DEFAULT_NUM_BATCH) -> int:
-    kv_width = shape.embedding * shape.kv_heads // max(shape.heads, 1)
-    kv_cache = 2 * shape.layers * num_ctx * kv_width * _F16
+def estimate_bytes(
+    shape: Shape, num_ctx: int, num_batch: int = DEFAULT_NUM_BATCH, sequences: int = 1
+) -> int:
+    kv_cache = kv_bytes(shape, num_ctx * max(1, sequences))
     compute = num_batch * (shape.vocab + 4 * shape.embedding) * _F32
     return shape.file_bytes + kv_cache + compute
 
@@ -70,6 +75,12 @@ def context_of(
     limit = min(max_ctx or trained_ctx or default_ctx, _INT32)
     num_ctx = min(values.get("num_ctx", default_ctx), limit)
     return num_ctx, min(values.get("num_batch", DEFAULT_NUM_BATCH), num_ctx)
+
+
+def kv_bytes(shape: Shape, cells: int) -> int:
+    """The KV cache of ``cells`` tokens."""
+    kv_width = shape.embedding * shape.kv_heads // max(shape.heads, 1)
+    return 2 * shape.layers * cells * kv_width * _F16
 
 
 def _int(meta: Mapping[str, Any], key: str, default: int) -> int:

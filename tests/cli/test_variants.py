@@ -48,7 +48,8 @@ def test_the_index_lists_each_variant_with_what_choosing_it_needs(
         )
         info = read_gguf_file(_blob(mdl_home, weights["digest"]))
         num_ctx, num_batch = context_of({"num_ctx": 256}, info.context_length)
-        need = estimate_bytes(shape_of(info, weights["size"]), num_ctx, num_batch)
+        shape = shape_of(info, weights["size"])
+        need = estimate_bytes(shape, num_ctx, num_batch, sequences=4)  # mdl serve's default
         assert notes == {
             "dev.mdl.variant.context-length": "512",
             "dev.mdl.variant.file-size": str(sum(lay["size"] for lay in layers)),

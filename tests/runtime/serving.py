@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -215,3 +216,20 @@ def standard_models(served: Served, models_dir: Path) -> None:
         f'FROM ./tiny.gguf\nTEMPLATE """{TOOLS_TEMPLATE}"""\nPARAMETER temperature 0\n',
         models_dir,
     )
+
+
+def sequences(served: Served, model: str = "tiny:latest") -> dict[str, int]:
+    """``/api/ps``'s busy and total sequences of a loaded model."""
+    status, body = served.request("GET", "/api/ps")
+    assert status == 200, body
+    (entry,) = [m for m in body["models"] if m["name"] == model]
+    found: dict[str, int] = entry["sequences"]
+    return found
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)

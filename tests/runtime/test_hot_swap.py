@@ -1,5 +1,6 @@
 """Hot-swap with ``MDL_MAX_LOADED_MODELS=1``: eviction, re-tags while serving, keep-alive,
-the bounded queue, and a client that disconnects mid-stream."""
+the bounded queue, and a client that disconnects mid-stream; one sequence per model
+(``MDL_NUM_PARALLEL=1``), so a second request queues behind the first."""
 
 from __future__ import annotations
 
@@ -18,7 +19,12 @@ LONG = {"num_ctx": 32768, "num_predict": 30000}
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Served]:
-    env = {"MDL_MAX_LOADED_MODELS": "1", "MDL_MAX_QUEUE": "1", "MDL_KEEP_ALIVE": "5m"}
+    env = {
+        "MDL_MAX_LOADED_MODELS": "1",
+        "MDL_MAX_QUEUE": "1",
+        "MDL_KEEP_ALIVE": "5m",
+        "MDL_NUM_PARALLEL": "1",
+    }
     server = Served(tmp_path_factory.mktemp("swap-home"), env)
     standard_models(server, models_dir)
     server.start()

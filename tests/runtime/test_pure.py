@@ -1,20 +1,24 @@
-"""The runtime's pure parts: stop sequences, tool calls, options, settings, the channel."""
+"""The runtime's pure parts: stop sequences, tool calls, options, settings, the channel, the
+step loop's rules (prompt fit, sequence choice, context shift), the scheduler's gate."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
 
+from mdl.runtime.batching import Slot, choose, common_prefix, fit, shift_window
 from mdl.runtime.channel import WorkerChannel, decode, encode_json, encode_token
 from mdl.runtime.config import ServeConfig, parse_host, parse_keep_alive
 from mdl.runtime.errors import BadRequest
 from mdl.runtime.memory import available_bytes
 from mdl.runtime.messages import ToolCall
 from mdl.runtime.options import check_options, runner_options, sampling
+from mdl.runtime.scheduler import Gate
 from mdl.runtime.stops import StopScanner
 from mdl.runtime.tools import ToolCallParser, parse_tool_calls
-from mdl.spec.footprint import Shape, estimate_bytes
+from mdl.spec.footprint import Shape, estimate_bytes, kv_bytes
 
 
 @pytest.mark.parametrize(
@@ -140,27 +144,79 @@ def test_serve_config_from_env() -> None:
         ServeConfig.from_env({"MDL_MAX_LOADED_MODELS": "none"})
 
 
-def test_memory_estimate_grows_with_context() -> None:
+def test_memory_estimate_grows_with_context_and_sequences() -> None:
     shape = Shape(file_bytes=1000, layers=2, embedding=64, heads=4, kv_heads=4, vocab=300)
     assert estimate_bytes(shape, 4096) > estimate_bytes(shape, 512) > 1000
+    one, four = estimate_bytes(shape, 512), estimate_bytes(shape, 512, sequences=4)
+    assert four - one == 3 * kv_bytes(shape, 512)
     assert (available_bytes() or 1) > 0
 
 
 def test_channel_frames_round_trip() -> None:
-    assert decode(encode_token("héllo")[4:]) == "héllo"
+    assert decode(encode_token(7, "héllo")[4:]) == (7, "héllo")
     assert decode(encode_json({"op": "x", "n": [1]})[4:]) == {"op": "x", "n": [1]}
 
 
-def test_worker_channel_sees_a_cancel_without_blocking() -> None:
+def test_worker_channel_reassembles_frames_split_across_reads() -> None:
     server, worker = socket.socketpair()
     with server, worker:
         channel = WorkerChannel(worker)
-        assert not channel.cancel_requested()
-        server.sendall(encode_json({"op": "cancel"}))
-        assert channel.cancel_requested()
-        server.sendall(encode_json({"op": "complete"}) + encode_token("t"))
-        assert channel.recv() == {"op": "complete"} and channel.recv() == "t"
-        server.sendall(encode_json({"op": "exit"}))
-        assert channel.cancel_requested() and channel.exiting
+        data = encode_json({"op": "complete", "id": 3}) + encode_token(3, "t")
+        server.sendall(data[:5])
+        server.sendall(data[5:])
+        assert channel.recv() == {"op": "complete", "id": 3} and channel.recv() == (3, "t")
         server.close()
-        assert channel.cancel_requested() and channel.recv() is None
+        assert channel.recv() is None
+
+
+@pytest.mark.parametrize(
+    ("length", "n_ctx", "num_keep", "kept"),
+    [(10, 16, 4, 10), (40, 16, 4, 12), (40, 16, 0, 12), (40, 16, 100, 12)],
+)
+def test_fit_leaves_a_quarter_of_the_context_and_keeps_the_start(
+    length: int, n_ctx: int, num_keep: int, kept: int
+) -> None:
+    tokens = list(range(length))
+    fitted = fit(tokens, n_ctx, num_keep)
+    assert len(fitted) == kept and fitted[0] == 0 and fitted[-1] == length - 1
+
+
+def test_the_longest_common_prefix_chooses_the_sequence_else_the_least_recently_used() -> None:
+    a, b, c = Slot(0, [1, 2, 3, 4], last_used=3), Slot(1, [1, 2, 9], last_used=1), Slot(2, [])
+    c.last_used = 2
+    assert choose([a, b, c], [1, 2, 3, 5]) == (a, 3)
+    assert choose([a, b, c], [1, 2, 3, 4]) == (a, 3)  # one token is always evaluated
+    assert choose([a, b, c], [7, 8]) == (b, 0)
+    assert choose([a, b, c], [1, 5, 6, 7, 8]) == (b, 1)  # a shares too little: LRU, its prefix
+    assert common_prefix([1, 2], [1, 2, 3]) == 2
+
+
+def test_a_context_shift_keeps_num_keep_and_drops_half_of_the_rest() -> None:
+    assert shift_window(100, 4) == (4, 48)
+    assert shift_window(100, 0) == (0, 50)
+    assert shift_window(10, 100) == (5, 2)  # never keeps more than half
+
+
+async def _gate_order() -> list[int]:
+    gate = Gate(2)
+    order: list[int] = []
+
+    async def user(n: int) -> None:
+        await gate.acquire()
+        order.append(n)
+
+    await gate.acquire()
+    await gate.acquire()
+    tasks = [asyncio.create_task(user(n)) for n in range(3)]
+    await asyncio.sleep(0)
+    assert not order and gate.busy == 2
+    tasks[1].cancel()  # a waiter that gives up keeps no place
+    gate.release()
+    gate.release()
+    await asyncio.gather(tasks[0], tasks[2])
+    assert gate.busy == 2
+    return order
+
+
+def test_the_gate_admits_its_capacity_in_arrival_order() -> None:
+    assert asyncio.run(_gate_order()) == [0, 2]
