@@ -242,6 +242,8 @@ def _options(body: dict[str, Any]) -> dict[str, Any]:
         options["num_predict"] = max_tokens
     if body.get("seed") is not None:
         options["seed"] = field(body, "seed", int, 0)
+    if body.get("logit_bias") is not None:
+        options["logit_bias"] = body["logit_bias"]  # checked with the other options
     stops = string_list(body, "stop")
     if stops:
         options["stop"] = stops

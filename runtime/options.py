@@ -24,6 +24,9 @@ from mdl.runtime.runner import Sampling
 from mdl.spec.footprint import context_of
 
 INT, FLOAT, BOOL, STRINGS = "integer", "number", "boolean", "list of strings"
+BIAS = "object of token ids to numbers"
+MAX_BIASES = 1024
+"""Most ``logit_bias`` entries one request may carry."""
 
 TYPES: dict[str, str] = {
     "num_ctx": INT,
@@ -48,6 +51,7 @@ TYPES: dict[str, str] = {
     "mirostat_tau": FLOAT,
     "mirostat_eta": FLOAT,
     "stop": STRINGS,
+    "logit_bias": BIAS,
 }
 IGNORED = frozenset(
     {
@@ -138,6 +142,8 @@ def _typed(name: str, kind: str, value: Any, where: str) -> Any:
         if not isinstance(value, bool):
             raise wrong
         return value
+    if kind == BIAS:
+        return _biases(value, where)
     if kind == STRINGS:
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list) or not all(isinstance(s, str) for s in items):
@@ -154,6 +160,22 @@ def _typed(name: str, kind: str, value: Any, where: str) -> Any:
     if abs(value) > FLOAT_MAX:
         raise BadRequest(f'{where}: option "{name}" is out of range')
     return float(value)
+
+
+def _biases(value: Any, where: str) -> tuple[tuple[int, float], ...]:
+    """OpenAI's ``logit_bias``: token id (a JSON key) -> a bias from -100 to 100."""
+    if not isinstance(value, Mapping):
+        raise BadRequest(f'{where}: option "logit_bias" must be an {BIAS}')
+    if len(value) > MAX_BIASES:
+        raise BadRequest(f"{where}: logit_bias has more than {MAX_BIASES} entries")
+    pairs = []
+    for token, bias in value.items():
+        if not str(token).isdigit() or int(token) > INT32:
+            raise BadRequest(f"{where}: logit_bias key {str(token)[:20]!r} is not a token id")
+        if isinstance(bias, bool) or not isinstance(bias, int | float) or not -100 <= bias <= 100:
+            raise BadRequest(f"{where}: logit_bias values must be numbers from -100 to 100")
+        pairs.append((int(token), float(bias)))
+    return tuple(sorted(pairs))
 
 
 def _json_type(value: Any) -> str:

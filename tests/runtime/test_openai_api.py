@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import ollama
 import openai
 import pytest
+from ggufs import vocab
 from serving import TOOL_CALL_SCHEMA, WEATHER_TOOL, Served
 
 GREEDY = {"temperature": 0, "max_tokens": 12}
@@ -79,6 +80,24 @@ def test_stop_and_seed_pass_through(client: openai.OpenAI) -> None:
     cut = client.completions.create(model="tiny", prompt="hello", stop=[stop], seed=1, **GREEDY)  # type: ignore[arg-type]
     assert cut.choices[0].text == free[: free.index(stop)]
     assert cut.choices[0].finish_reason == "stop"
+
+
+def test_logit_bias_reaches_the_sampler(client: openai.OpenAI, served: Served) -> None:
+    tokens, _, _ = vocab()
+    q = tokens.index("q")
+    biased = client.completions.create(
+        model="tiny",
+        prompt="hello",
+        logit_bias={str(q): 100},
+        **GREEDY,  # type: ignore[arg-type]
+    )
+    assert biased.choices[0].text == "q" * 12
+    free = client.completions.create(model="tiny", prompt="hello", **GREEDY).choices[0].text  # type: ignore[arg-type]
+    assert free != biased.choices[0].text
+    for bad in ({"x": 1}, {str(q): 101}, [1, 2]):
+        body = {"model": "tiny", "prompt": "hello", "logit_bias": bad}
+        status, answer = served.request("POST", "/v1/completions", body)
+        assert status == 400 and "logit_bias" in answer["error"]["message"]
 
 
 def test_json_response_format(client: openai.OpenAI) -> None:
