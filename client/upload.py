@@ -129,7 +129,9 @@ def _put_chunked(
             if exc.status == 409 and exc.retry_after is not None:
                 wait = max(exc.retry_after, BUSY_POLL)
                 if wait > patience:
-                    raise
+                    waited = busy_timeout() - patience
+                    note = f"; still busy after {waited:.0f} s of waiting (MDL_BUSY_TIMEOUT)"
+                    raise RemoteError(f"{exc}{note}", status=409, code=exc.code) from exc
                 patience -= wait
                 time.sleep(wait)
             elif exc.status == 416 and failures == 0:

@@ -28,7 +28,9 @@ from starlette.routing import Route
 
 CHUNK = 256 * 1024
 _HOP = {"host", "content-length", "transfer-encoding", "connection"}
-_BUSY = {"errors": [{"code": "UPLOAD_BUSY", "message": "another request holds the upload"}]}
+_BUSY = {  # as mdl's registry answers UPLOAD_BUSY
+    "errors": [{"code": "BLOB_UPLOAD_INVALID", "message": "another request is writing to it"}]
+}
 
 
 @dataclass
@@ -162,6 +164,7 @@ def test_an_upload_busy_for_longer_than_the_budget_fails_with_the_registrys_erro
         failed = _push(mdl, host, "busy/always", ok=False, MDL_BUSY_TIMEOUT="2.5")
         took = time.monotonic() - started
     assert failed.code != 0
-    assert "409 UPLOAD_BUSY" in failed.err and "Traceback" not in failed.err
+    assert "409 BLOB_UPLOAD_INVALID" in failed.err and "Traceback" not in failed.err
+    assert "still busy after 2 s of waiting (MDL_BUSY_TIMEOUT)" in failed.err
     assert len(script.answered("PATCH", 409)) == 3  # 1 s, 1 s, and a third would pass 2.5 s
     assert took < 30
