@@ -122,15 +122,23 @@ def _pulls_back(mdl: MdlRunner, registry: Registry, name: str, digest: str, home
     assert pulled.out.strip() == digest
 
 
+def _push_through(
+    mdl: MdlRunner, registry: Registry, script: Script, name: str, model: str, status: int
+) -> tuple[float, str, str, int, str]:
+    """Push 'chunky' through the stand-in; the one PATCH it answered ``status`` (the second
+    chunk's)."""
+    with standin(registry.server.url, script) as host:
+        assert _push(mdl, host, name).json()["digest"] == model
+    (failed,) = script.answered("PATCH", status)
+    assert failed[2] == f"{CHUNK}-{2 * CHUNK - 1}"
+    return failed
+
+
 def test_a_busy_upload_is_waited_out_and_continued_where_it_stands(
     mdl: MdlRunner, model: str, mdl_registry: Registry, tmp_path: Path
 ) -> None:
     script = Script(busy={2})
-    with standin(mdl_registry.server.url, script) as host:
-        pushed = _push(mdl, host, "busy/once").json()
-    assert pushed["digest"] == model
-    (refused,) = script.answered("PATCH", 409)
-    assert refused[2] == f"{CHUNK}-{2 * CHUNK - 1}"
+    refused = _push_through(mdl, mdl_registry, script, "busy/once", model, 409)
     after = script.after(refused[0], refused[4])
     assert after[0][1] == "GET" and after[0][3] == 204  # it asked where the upload stands
     assert after[0][0] - refused[0] >= 1.0  # ... once Retry-After had passed
@@ -144,11 +152,7 @@ def test_a_chunk_the_registry_kept_is_not_sent_again_after_a_cut_answer(
     mdl: MdlRunner, model: str, mdl_registry: Registry, tmp_path: Path
 ) -> None:
     script = Script(cut={2})
-    with standin(mdl_registry.server.url, script) as host:
-        pushed = _push(mdl, host, "busy/cut").json()
-    assert pushed["digest"] == model
-    (cut,) = script.answered("PATCH", 502)
-    assert cut[2] == f"{CHUNK}-{2 * CHUNK - 1}"
+    cut = _push_through(mdl, mdl_registry, script, "busy/cut", model, 502)
     ranges = _ranges(script)
     assert cut[2] not in ranges  # the registry said it had it: it went once
     assert ranges[:2] == [f"0-{CHUNK - 1}", f"{2 * CHUNK}-{3 * CHUNK - 1}"]
