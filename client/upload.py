@@ -2,7 +2,8 @@
 
 A blob up to ``MONOLITHIC_BYTES`` goes in one PUT. A larger one goes in PATCH chunks, and the
 upload's location is kept under ``$MDL_HOME/uploads/`` after every chunk, so a push
-that was interrupted asks the registry where the upload stands (GET → ``Range``) and continues.
+that was interrupted asks the registry where the upload stands (GET → ``Range``) and continues;
+so does a push after a chunk that failed or was answered busy (409 with ``Retry-After``).
 """
 
 from __future__ import annotations
