@@ -158,23 +158,28 @@ def with_retries(
     raise AssertionError("unreachable")
 
 
-def backoff(attempt: int, retry_after: str | None = None) -> None:
-    """Exponential with jitter (0.25 s doubling, at most 8 s), or what Retry-After asks."""
-    delay = min(0.25 * 2**attempt, 8.0) * (0.5 + random.random() / 2)
-    if retry_after:
-        delay = _retry_after_seconds(retry_after, delay)
+def backoff(attempt: int, asked: str | None = None) -> None:
+    """Exponential with jitter (0.25 s doubling, at most 8 s), or what Retry-After (``asked``)
+    asks."""
+    delay = retry_after(asked)
+    if delay is None:
+        delay = min(0.25 * 2**attempt, 8.0) * (0.5 + random.random() / 2)
     time.sleep(delay)
 
 
-def _retry_after_seconds(value: str, default: float) -> float:
+def retry_after(value: str | None) -> float | None:
+    """The seconds a ``Retry-After`` header asks for (seconds or a date), at most 60; None
+    when it is missing or unreadable."""
+    if not value:
+        return None
     try:
-        return min(float(value), 60.0)
+        return min(max(float(value), 0.0), 60.0)
     except ValueError:
         pass
     try:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError):
-        return default
+        return None
     return max(0.0, min(moment.timestamp() - time.time(), 60.0))
 
 
@@ -203,4 +208,5 @@ def error_for(response: httpx.Response, what: str) -> RemoteError | NotFound:
         return Unauthorized(text, status=status, code=code)
     if status == 404:
         return NotFound(text)
-    return RemoteError(text, status=status, code=code)
+    asked = retry_after(response.headers.get("Retry-After"))
+    return RemoteError(text, status=status, code=code, retry_after=asked)

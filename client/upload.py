@@ -2,7 +2,8 @@
 
 A blob up to ``MONOLITHIC_BYTES`` goes in one PUT. A larger one goes in PATCH chunks, and the
 upload's location is kept under ``$MDL_HOME/uploads/`` after every chunk, so a push
-that was interrupted asks the registry where the upload stands (GET → ``Range``) and continues.
+that was interrupted asks the registry where the upload stands (GET → ``Range``) and continues;
+so does a push after a chunk that failed or was answered busy (409 with ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 
-from mdl.client.connection import RETRIES, backoff, error_for
+from mdl.client.connection import RETRIES, backoff, error_for, with_retries
 from mdl.client.remote import RemoteRepository
 from mdl.spec.descriptor import Descriptor
 from mdl.spec.errors import RemoteError, TransportError
@@ -23,6 +25,9 @@ from mdl.store import layout
 from mdl.store.fsio import atomic_write
 
 MONOLITHIC_BYTES = 64 * 1024 * 1024
+DEFAULT_BUSY_SECONDS = 60.0
+BUSY_POLL = 0.5
+"""The least a busy upload is waited on before it is asked again, whatever Retry-After says."""
 DEFAULT_CHUNK_BYTES = 128 * 1024 * 1024
 READ_BYTES = 1024 * 1024
 
@@ -89,6 +94,10 @@ def _put_whole(
 def _put_chunked(
     repo: RemoteRepository, desc: Descriptor, path: Path, location: str | None, report: Progress
 ) -> int:
+    """PATCH by PATCH; after a failure the registry is asked where the upload stands and the
+    rest goes from there. A failure that follows progress starts a fresh count of retries; a
+    409 with ``Retry-After`` (another request holds the upload: on a set of replicas, the
+    lock of one that died, until its lease runs out) is waited out, ``busy_timeout()`` in all."""
     saved = _UploadRecord(repo, desc)
     offset = 0
     if location is None:
@@ -97,29 +106,54 @@ def _put_chunked(
         location = repo.start_upload()
     report(offset)
     sent, chunk = 0, chunk_bytes()
-    for attempt in range(RETRIES):
+    failures, patience = 0, busy_timeout()
+    ask = False
+    while True:
         try:
+            if ask:
+                location, offset = _status(repo, location, desc)
             while offset < desc.size:
                 end = min(offset + chunk, desc.size)
                 location = _patch(repo, location, path, offset, end, report)
                 sent += end - offset
-                offset = end
+                offset, failures = end, 0
                 saved.save(location)
             _finish(repo, desc, location)
             saved.clear()
             return sent
         except (httpx.TransportError, TransportError) as exc:
-            if attempt == RETRIES - 1:
+            failures += 1
+            if failures == RETRIES:
                 raise TransportError(f"upload {desc.digest} to {repo}: {exc}") from exc
+            backoff(failures - 1)
         except RemoteError as exc:
-            if exc.status == 416 and attempt < RETRIES - 1:
-                location, offset = repo.start_upload(), 0  # the registry lost our place
+            if exc.status == 409 and exc.retry_after is not None:
+                wait = max(exc.retry_after, BUSY_POLL)
+                if wait > patience:
+                    waited = busy_timeout() - patience
+                    note = f"; still busy after {waited:.0f} s of waiting (MDL_BUSY_TIMEOUT)"
+                    raise RemoteError(f"{exc}{note}", status=409, code=exc.code) from exc
+                patience -= wait
+                time.sleep(wait)
+            elif exc.status == 416 and failures == 0:
+                failures = 1  # the registry has more or less than we thought: ask it where
+            elif exc.status == 416 and failures < RETRIES:
+                # Refused again where its status said it stands: it cannot tell, start over.
+                location, offset, ask = repo.start_upload(), 0, False
+                failures += 1
                 continue
-            if exc.status < 500 or attempt == RETRIES - 1:
+            elif exc.status < 500 or failures == RETRIES - 1:
                 raise
-        backoff(attempt)
-        location, offset = _status(repo, location, desc)
-    raise AssertionError("unreachable")
+            else:
+                failures += 1
+                backoff(failures - 1)
+        ask = True
+
+
+def busy_timeout() -> float:
+    """``MDL_BUSY_TIMEOUT`` (seconds, default 60): how long one blob's push waits, in all, on
+    an upload the registry says is busy (409 with ``Retry-After``) before it gives up."""
+    return float(os.environ.get("MDL_BUSY_TIMEOUT") or DEFAULT_BUSY_SECONDS)
 
 
 def _patch(
@@ -152,10 +186,8 @@ def _finish(repo: RemoteRepository, desc: Descriptor, location: str) -> None:
 
 def _status(repo: RemoteRepository, location: str, desc: Descriptor) -> tuple[str, int]:
     """Where an upload stands: (location, next offset); a fresh upload if it is gone."""
-    try:
-        response = repo.connection.send("GET", location)
-    except httpx.TransportError:
-        return location, 0  # the next attempt's request reports whether it is really down
+    what = f"status of the upload of {desc.digest} to {repo}"
+    response = with_retries(lambda: repo.connection.send("GET", location), what, RETRIES)
     response.close()  # the answer is in its status and headers
     if response.status_code != 204:
         return repo.start_upload(), 0

@@ -54,11 +54,20 @@ class BuildError(MdlError):
 
 
 class RemoteError(MdlError):
-    """An error answer from a registry: ``code`` is the OCI error code when it sent one."""
+    """An error answer from a registry: ``code`` is the OCI error code when it sent one,
+    ``retry_after`` the seconds its ``Retry-After`` asked for."""
 
-    def __init__(self, message: str, *, status: int = 0, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         self.status = status
         self.code = code
+        self.retry_after = retry_after
         super().__init__(message)
 
 
