@@ -21,7 +21,7 @@ from collections.abc import AsyncGenerator, Sequence
 
 from mdl.runtime import spawn, wire
 from mdl.runtime.channel import ServerChannel
-from mdl.runtime.errors import LoadFailed, RunnerCrashed
+from mdl.runtime.errors import RunnerCrashed
 from mdl.runtime.runner import (
     CompletionRequest,
     Done,
@@ -67,21 +67,17 @@ class WorkerRunner:
         runner._stderr_task = asyncio.create_task(spawn.read_stderr(proc, runner.stderr))
         runner._reader_task = asyncio.create_task(runner._read_replies())
         runner.channel.send(wire.load_message(spec))
-        try:
-            reply = await asyncio.wait_for(runner._streams[_LOAD].get(), LOAD_TIMEOUT)
-        except TimeoutError:
-            reply = Failed(f"no answer in {LOAD_TIMEOUT:.0f} s")
-        except BaseException:  # cancelled (the server is stopping): leave no worker behind
-            proc.kill()
-            raise
-        if not isinstance(reply, ModelFacts):
-            reason = reply.message if isinstance(reply, Failed) else await runner._exit_reason()
-            await runner.close()
-            raise LoadFailed(f"model {spec.name} failed to load: {reason}")
+        runner.facts = await spawn.loaded(
+            runner._streams[_LOAD].get(),
+            spec.name,
+            proc,
+            LOAD_TIMEOUT,
+            runner._exit_reason,
+            runner.close,
+        )
         del runner._streams[_LOAD]
-        runner.facts = reply
         runner.stderr.clear()  # what it said while loading explains no later crash
-        log.info("loaded %s in worker %d (n_ctx %d)", spec.name, proc.pid, reply.n_ctx)
+        log.info("loaded %s in worker %d (n_ctx %d)", spec.name, proc.pid, runner.facts.n_ctx)
         return runner
 
     async def complete(self, request: CompletionRequest) -> AsyncGenerator[RunnerEvent, None]:

@@ -13,8 +13,11 @@ import logging
 import signal
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 
 from mdl.runtime.channel import ServerChannel
+from mdl.runtime.errors import LoadFailed
+from mdl.runtime.runner import Failed, ModelFacts
 
 log = logging.getLogger("mdl.runtime")
 EXIT_TIMEOUT = 5.0
@@ -38,6 +41,30 @@ async def spawn(entry: str, name: str) -> tuple[asyncio.subprocess.Process, Serv
     finally:
         child.close()
     return proc, await ServerChannel.open(parent)
+
+
+async def loaded(
+    answer: Awaitable[object],
+    name: str,
+    proc: asyncio.subprocess.Process,
+    timeout: float,
+    exit_reason: Callable[[], Awaitable[str]],
+    close: Callable[[], Awaitable[None]],
+) -> ModelFacts:
+    """The facts of model ``name`` once its worker has loaded it (``answer`` is the worker's
+    reply to the load, None if it went away); else ``close`` and LoadFailed with the reason."""
+    try:
+        reply = await asyncio.wait_for(answer, timeout)
+    except TimeoutError:
+        reply = Failed(f"no answer in {timeout:.0f} s")
+    except BaseException:  # cancelled (the server is stopping): leave no worker behind
+        proc.kill()
+        raise
+    if isinstance(reply, ModelFacts):
+        return reply
+    reason = reply.message if isinstance(reply, Failed) else await exit_reason()
+    await close()
+    raise LoadFailed(f"model {name} failed to load: {reason}")
 
 
 async def read_stderr(proc: asyncio.subprocess.Process, lines: collections.deque[str]) -> None:

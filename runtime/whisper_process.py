@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator, Sequence
 
 from mdl.runtime import spawn, speech, wire
 from mdl.runtime.channel import ServerChannel
-from mdl.runtime.errors import LoadFailed, RunnerCrashed
+from mdl.runtime.errors import RunnerCrashed
 from mdl.runtime.runner import (
     CompletionRequest,
     Embeddings,
@@ -52,21 +52,9 @@ class WhisperRunner:
         runner = cls(spec, proc, channel)
         runner._stderr_task = asyncio.create_task(spawn.read_stderr(proc, runner.stderr))
         runner.channel.send(wire.load_message(spec))
-        try:
-            frame = await asyncio.wait_for(runner.channel.recv(), LOAD_TIMEOUT)
-        except TimeoutError:
-            frame = {"ev": "failed", "message": f"no answer in {LOAD_TIMEOUT:.0f} s"}
-        except BaseException:
-            proc.kill()
-            raise
-        if not isinstance(frame, dict) or frame.get("ev") != "loaded":
-            reason = (
-                str(frame.get("message"))
-                if isinstance(frame, dict) and frame.get("ev") == "failed"
-                else await runner._exit_reason()
-            )
-            await runner.close()
-            raise LoadFailed(f"model {spec.name} failed to load: {reason}")
+        await spawn.loaded(
+            runner._load_reply(), spec.name, proc, LOAD_TIMEOUT, runner._exit_reason, runner.close
+        )
         log.info("loaded %s in whisper worker %d", spec.name, proc.pid)
         return runner
 
@@ -103,6 +91,13 @@ class WhisperRunner:
         if self._stderr_task is not None:
             await self._stderr_task
         self.channel.close()
+
+    async def _load_reply(self) -> object:
+        """The worker's answer to the load; None if it sent anything else or went away."""
+        frame = await self.channel.recv()
+        if isinstance(frame, dict) and frame.get("ev") in ("loaded", "failed"):
+            return wire.event(frame)
+        return None
 
     async def _next(self) -> SpeechEvent:
         frame = await self.channel.recv()
