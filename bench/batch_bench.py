@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from common import Check, Contender, FamilyResult, Options, Timing, run_interleaved
-from serve_bench import PROMPT, SUBJECTS, Server, build_model, smollm2
+from serve_bench import PROMPT, SUBJECTS, Server, built_smollm2
 
 from mdl.spec.footprint import kv_bytes, shape_of
 from mdl.spec.gguf import read_gguf_file
@@ -50,11 +50,9 @@ FACT = "{subject} number {i} lives by the water and eats what the river brings i
 
 
 def run(options: Options) -> FamilyResult:
-    weights = smollm2()
+    weights, home = built_smollm2(options)
     rounds = max(options.repeat, MIN_ROUNDS)
     threads = os.cpu_count() or 1
-    home = options.workdir / "home"
-    build_model(home, weights, options.workdir)
     prompts = _Prompts()
     direct = DirectBatch(str(weights), threads, max(CURVE), CURVE_CTX)
     servers = {n: _Served(home, n) for n in (1, 4, 8)}

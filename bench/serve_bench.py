@@ -55,11 +55,9 @@ contender reuses a cached prefix) and asks for more than the tokens decoded."""
 def run(options: Options) -> FamilyResult:
     from llama_cpp import Llama
 
-    weights = smollm2()
+    weights, home = built_smollm2(options)
     rounds = max(options.repeat, MIN_ROUNDS)
     threads = os.cpu_count() or 1
-    home = options.workdir / "home"
-    build_model(home, weights, options.workdir)
     # One model instance per contender, as mdl's worker has its own: each keeps only its own
     # previous prompt in its KV cache, so no contender finds another's prompt cached.
     direct, loop = (
@@ -285,8 +283,11 @@ def smollm2() -> Path:
     return path
 
 
-def build_model(home: Path, weights: Path, workdir: Path) -> None:
-    modelfile = workdir / "Modelfile"
+def built_smollm2(options: Options) -> tuple[Path, Path]:
+    """SmolLM2's GGUF, and an MDL_HOME under the workdir holding it built as ``smollm2``."""
+    weights = smollm2()
+    home = options.workdir / "home"
+    modelfile = options.workdir / "Modelfile"
     modelfile.write_text(f"FROM {weights}\n")
     subprocess.run(
         [sys.executable, "-m", "mdl.cli", "build", "-q", "-f", str(modelfile), "-t", "smollm2"],
@@ -294,3 +295,4 @@ def build_model(home: Path, weights: Path, workdir: Path) -> None:
         check=True,
         capture_output=True,
     )
+    return weights, home

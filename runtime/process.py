@@ -17,14 +17,11 @@ import asyncio
 import collections
 import itertools
 import logging
-import signal
-import socket
-import sys
 from collections.abc import AsyncGenerator, Sequence
 
-from mdl.runtime import wire
+from mdl.runtime import spawn, wire
 from mdl.runtime.channel import ServerChannel
-from mdl.runtime.errors import LoadFailed, RunnerCrashed
+from mdl.runtime.errors import RunnerCrashed
 from mdl.runtime.runner import (
     CompletionRequest,
     Done,
@@ -38,8 +35,6 @@ from mdl.runtime.runner import (
 
 log = logging.getLogger("mdl.runtime")
 LOAD_TIMEOUT = 600.0
-EXIT_TIMEOUT = 5.0
-_STDERR_LINES = 8
 _Reply = Token | Done | Failed | Embeddings | ModelFacts | None  # None: the worker is gone
 ENTRY = "mdl.runtime.worker"
 """The module run as ``python -m MODULE FD NAME`` (see ``worker.py``)."""
@@ -53,7 +48,7 @@ class WorkerRunner:
         self.proc = proc
         self.channel = channel
         self.facts = ModelFacts(0, "", "")
-        self.stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)
+        self.stderr: collections.deque[str] = collections.deque(maxlen=spawn.STDERR_LINES)
         self._streams: dict[int, asyncio.Queue[_Reply]] = {_LOAD: asyncio.Queue()}
         self._ids = itertools.count(_LOAD + 1)
         self._exited = asyncio.Event()
@@ -67,40 +62,22 @@ class WorkerRunner:
     @classmethod
     async def start(cls, spec: LoadSpec) -> WorkerRunner:
         """Spawn a worker and load the model in it; LoadFailed (with the worker's reason) if not."""
-        parent, child = socket.socketpair()
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                ENTRY,
-                str(child.fileno()),
-                spec.name,
-                pass_fds=(child.fileno(),),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-            )
-        finally:
-            child.close()
-        runner = cls(spec, proc, await ServerChannel.open(parent))
-        runner._stderr_task = asyncio.create_task(runner._read_stderr())
+        proc, channel = await spawn.spawn(ENTRY, spec.name)
+        runner = cls(spec, proc, channel)
+        runner._stderr_task = asyncio.create_task(spawn.read_stderr(proc, runner.stderr))
         runner._reader_task = asyncio.create_task(runner._read_replies())
         runner.channel.send(wire.load_message(spec))
-        try:
-            reply = await asyncio.wait_for(runner._streams[_LOAD].get(), LOAD_TIMEOUT)
-        except TimeoutError:
-            reply = Failed(f"no answer in {LOAD_TIMEOUT:.0f} s")
-        except BaseException:  # cancelled (the server is stopping): leave no worker behind
-            proc.kill()
-            raise
-        if not isinstance(reply, ModelFacts):
-            reason = reply.message if isinstance(reply, Failed) else await runner._exit_reason()
-            await runner.close()
-            raise LoadFailed(f"model {spec.name} failed to load: {reason}")
+        runner.facts = await spawn.loaded(
+            runner._streams[_LOAD].get(),
+            spec.name,
+            proc,
+            LOAD_TIMEOUT,
+            runner._exit_reason,
+            runner.close,
+        )
         del runner._streams[_LOAD]
-        runner.facts = reply
         runner.stderr.clear()  # what it said while loading explains no later crash
-        log.info("loaded %s in worker %d (n_ctx %d)", spec.name, proc.pid, reply.n_ctx)
+        log.info("loaded %s in worker %d (n_ctx %d)", spec.name, proc.pid, runner.facts.n_ctx)
         return runner
 
     async def complete(self, request: CompletionRequest) -> AsyncGenerator[RunnerEvent, None]:
@@ -141,13 +118,7 @@ class WorkerRunner:
         await self._exited.wait()
 
     async def close(self) -> None:
-        if self.proc.returncode is None:
-            self.channel.send({"op": "exit"})
-            try:
-                await asyncio.wait_for(self.proc.wait(), EXIT_TIMEOUT)
-            except TimeoutError:
-                self.proc.kill()
-        await self.proc.wait()
+        await spawn.stop(self.proc, self.channel)
         for task in (self._reader_task, self._stderr_task):
             if task is not None:
                 await task
@@ -182,23 +153,5 @@ class WorkerRunner:
             for line in self.stderr:  # the server's log, not the client, gets what it said
                 log.warning("worker %d: %s", self.pid, line)
 
-    async def _read_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        async for line in self.proc.stderr:
-            text = line.decode(errors="replace").rstrip()
-            if text:
-                self.stderr.append(text)
-                log.debug("worker %d: %s", self.pid, text)
-
     async def _exit_reason(self) -> str:
-        code = await self.proc.wait()
-        if self._stderr_task is not None:
-            await asyncio.shield(self._stderr_task)  # the last lines it wrote
-        if code < 0:
-            try:
-                what = f"was killed by {signal.Signals(-code).name}"
-            except ValueError:
-                what = f"was killed by signal {-code}"
-        else:
-            what = f"exited with status {code}"
-        return f"the model runner for {self.spec.name} {what}"
+        return await spawn.exit_reason(self.proc, self._stderr_task, self.spec.name)

@@ -12,14 +12,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import signal
-import socket
-import sys
 from collections.abc import AsyncGenerator, Sequence
 
-from mdl.runtime import speech, wire
+from mdl.runtime import spawn, speech, wire
 from mdl.runtime.channel import ServerChannel
-from mdl.runtime.errors import LoadFailed, RunnerCrashed
+from mdl.runtime.errors import RunnerCrashed
 from mdl.runtime.runner import (
     CompletionRequest,
     Embeddings,
@@ -32,7 +29,6 @@ from mdl.runtime.speech import Segment, SpeechEvent, TranscribeRequest
 
 log = logging.getLogger("mdl.runtime")
 LOAD_TIMEOUT = 120.0
-EXIT_TIMEOUT = 5.0
 ENTRY = "mdl.runtime.whisper_worker"
 
 
@@ -42,7 +38,7 @@ class WhisperRunner:
         self.proc = proc
         self.channel = channel
         self.facts = ModelFacts(0, "", "")
-        self.stderr: collections.deque[str] = collections.deque(maxlen=8)
+        self.stderr: collections.deque[str] = collections.deque(maxlen=spawn.STDERR_LINES)
         self._unfinished = False
         self._stderr_task: asyncio.Task[None] | None = None
 
@@ -52,33 +48,13 @@ class WhisperRunner:
 
     @classmethod
     async def start(cls, spec: LoadSpec) -> WhisperRunner:
-        parent, child = socket.socketpair()
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", ENTRY, str(child.fileno()), spec.name,
-                pass_fds=(child.fileno(),), stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-        finally:
-            child.close()
-        runner = cls(spec, proc, await ServerChannel.open(parent))
-        runner._stderr_task = asyncio.create_task(runner._read_stderr())
+        proc, channel = await spawn.spawn(ENTRY, spec.name)
+        runner = cls(spec, proc, channel)
+        runner._stderr_task = asyncio.create_task(spawn.read_stderr(proc, runner.stderr))
         runner.channel.send(wire.load_message(spec))
-        try:
-            frame = await asyncio.wait_for(runner.channel.recv(), LOAD_TIMEOUT)
-        except TimeoutError:
-            frame = {"ev": "failed", "message": f"no answer in {LOAD_TIMEOUT:.0f} s"}
-        except BaseException:
-            proc.kill()
-            raise
-        if not isinstance(frame, dict) or frame.get("ev") != "loaded":
-            reason = (
-                str(frame.get("message"))
-                if isinstance(frame, dict) and frame.get("ev") == "failed"
-                else await runner._exit_reason()
-            )
-            await runner.close()
-            raise LoadFailed(f"model {spec.name} failed to load: {reason}")
+        await spawn.loaded(
+            runner._load_reply(), spec.name, proc, LOAD_TIMEOUT, runner._exit_reason, runner.close
+        )
         log.info("loaded %s in whisper worker %d", spec.name, proc.pid)
         return runner
 
@@ -111,16 +87,17 @@ class WhisperRunner:
         await self.proc.wait()
 
     async def close(self) -> None:
-        if self.proc.returncode is None:
-            self.channel.send({"op": "exit"})
-            try:
-                await asyncio.wait_for(self.proc.wait(), EXIT_TIMEOUT)
-            except TimeoutError:
-                self.proc.kill()
-        await self.proc.wait()
+        await spawn.stop(self.proc, self.channel)
         if self._stderr_task is not None:
             await self._stderr_task
         self.channel.close()
+
+    async def _load_reply(self) -> object:
+        """The worker's answer to the load; None if it sent anything else or went away."""
+        frame = await self.channel.recv()
+        if isinstance(frame, dict) and frame.get("ev") in ("loaded", "failed"):
+            return wire.event(frame)
+        return None
 
     async def _next(self) -> SpeechEvent:
         frame = await self.channel.recv()
@@ -137,24 +114,8 @@ class WhisperRunner:
             if not isinstance(await self._next(), Segment):
                 self._unfinished = False
 
-    async def _read_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        async for line in self.proc.stderr:
-            text = line.decode(errors="replace").rstrip()
-            if text:
-                self.stderr.append(text)
-
     async def _exit_reason(self) -> str:
-        code = await self.proc.wait()
-        if self._stderr_task is not None:
-            await asyncio.shield(self._stderr_task)
+        reason = await spawn.exit_reason(self.proc, self._stderr_task, self.spec.name)
         for line in self.stderr:  # the server's log, never the client, gets what it said
             log.warning("whisper worker %d: %s", self.pid, line)
-        if code < 0:
-            try:
-                what = f"was killed by {signal.Signals(-code).name}"
-            except ValueError:
-                what = f"was killed by signal {-code}"
-        else:
-            what = f"exited with status {code}"
-        return f"the model runner for {self.spec.name} {what}"
+        return reason

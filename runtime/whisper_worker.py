@@ -8,42 +8,23 @@ other model keeps serving.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import queue
-import socket
 import sys
 import threading
 
-from mdl.runtime import speech, wire
+from mdl.runtime import speech, workerboot
 from mdl.runtime.channel import Frame, WorkerChannel
-from mdl.runtime.errors import BadRequest, LoadFailed
+from mdl.runtime.errors import BadRequest
 from mdl.runtime.runner import Failed, ModelFacts
 from mdl.runtime.whisper import WhisperModel
-from mdl.runtime.worker import _die_with_parent
 
-_LOAD = 0
-"""The id of the load and its reply (``process.py``'s protocol)."""
 _NUMBER = "_number"
 """Where the reader thread numbers each transcription it passes on."""
 
 
 def main(argv: list[str]) -> int:
-    _die_with_parent()
-    channel = WorkerChannel(socket.socket(fileno=int(argv[1])))
-    first = channel.recv()
-    if not isinstance(first, dict) or first.get("op") != "load":
-        return 2
-    try:
-        model = WhisperModel(wire.load_spec(first))
-    except LoadFailed as exc:
-        channel.send(wire.event_message(_LOAD, Failed(str(exc))))
-        return 1
-    channel.send(wire.event_message(_LOAD, ModelFacts(0, "", "")))
-    with contextlib.suppress(BrokenPipeError, ConnectionError):  # the server went away
-        serve(channel, model)
-    model.close()
-    return 0
+    return workerboot.run(argv, WhisperModel, lambda _: ModelFacts(0, "", ""), serve)
 
 
 def serve(channel: WorkerChannel, model: WhisperModel) -> None:

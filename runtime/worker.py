@@ -11,16 +11,12 @@ close and fails this model's requests alone. NAME only labels the process.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import queue
-import signal
-import socket
 import sys
 import threading
 from collections.abc import Callable
 
-from mdl.runtime import wire
+from mdl.runtime import wire, workerboot
 from mdl.runtime.batching import Engine
 from mdl.runtime.channel import Frame, WorkerChannel
 from mdl.runtime.errors import LoadFailed
@@ -29,26 +25,11 @@ from mdl.runtime.runner import Done, Embeddings, Failed, Token
 
 Reply = Token | Done | Failed | Embeddings
 
-_PR_SET_PDEATHSIG = 1
-_LOAD = 0
+_LOAD = workerboot.LOAD
 
 
 def main(argv: list[str]) -> int:
-    _die_with_parent()
-    channel = WorkerChannel(socket.socket(fileno=int(argv[1])))
-    first = channel.recv()
-    if not isinstance(first, dict) or first.get("op") != "load":
-        return 2
-    try:
-        model = LlamaCppModel(wire.load_spec(first))
-    except LoadFailed as exc:
-        channel.send(wire.event_message(_LOAD, Failed(str(exc))))
-        return 1
-    channel.send(wire.event_message(_LOAD, model.facts()))
-    with contextlib.suppress(BrokenPipeError, ConnectionError):  # the server went away
-        serve(channel, model)
-    model.close()
-    return 0
+    return workerboot.run(argv, LlamaCppModel, LlamaCppModel.facts, serve)
 
 
 def serve(channel: WorkerChannel, model: LlamaCppModel) -> None:
@@ -101,12 +82,6 @@ def _read(channel: WorkerChannel, inbox: queue.SimpleQueue[Frame | None]) -> Non
     while (frame := channel.recv()) is not None:
         inbox.put(frame)
     inbox.put(None)
-
-
-def _die_with_parent() -> None:
-    """Linux: get SIGTERM when the server dies, so no worker outlives it."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 if __name__ == "__main__":

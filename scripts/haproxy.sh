@@ -15,22 +15,12 @@
 set -euo pipefail
 say() { printf 'haproxy.sh: %s\n' "$*" >&2; }
 fail() { say "error: $*"; exit 1; }
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/apt-quiet.sh"
 
 install_missing() {
     command -v haproxy >/dev/null && return 0
-    local made_policy=0
     say "installing haproxy (Debian package)"
-    # A policy-rc.d answering 101 keeps the package's service from starting.
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
-        as_root chmod 755 /usr/sbin/policy-rc.d
-        made_policy=1
-    fi
-    as_root apt-get update -qq >&2
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        haproxy >&2
-    [ $made_policy = 0 ] || as_root rm -f /usr/sbin/policy-rc.d
+    apt_install_quietly haproxy
 }
 
 write_config() {  # write_config DIR PORT BACKEND...

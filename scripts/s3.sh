@@ -14,10 +14,10 @@
 set -euo pipefail
 say() { printf 's3.sh: %s\n' "$*" >&2; }
 fail() { say "error: $*"; exit 1; }
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+. "$(dirname "${BASH_SOURCE[0]}")/apt-quiet.sh"
 
 install_missing() {
-    local missing=() made_policy=0
+    local missing=()
     command -v ceph-mon >/dev/null || missing+=(ceph-mon)
     command -v ceph-osd >/dev/null || missing+=(ceph-osd)
     command -v radosgw >/dev/null || missing+=(radosgw)
@@ -26,16 +26,7 @@ install_missing() {
     command -v curl >/dev/null || missing+=(curl)
     [ ${#missing[@]} -gt 0 ] || return 0
     say "installing ${missing[*]} (Debian packages)"
-    # A policy-rc.d answering 101 keeps the packages' services from starting.
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
-        as_root chmod 755 /usr/sbin/policy-rc.d
-        made_policy=1
-    fi
-    as_root apt-get update -qq >&2
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}" >&2
-    [ $made_policy = 0 ] || as_root rm -f /usr/sbin/policy-rc.d
+    apt_install_quietly "${missing[@]}"
 }
 
 running() {  # running DIR DAEMON: its recorded PID is alive and runs DIR's config

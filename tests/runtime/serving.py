@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -233,3 +233,18 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) ->
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.02)
+
+
+def running(server: Served) -> Iterator[Served]:
+    """Start ``server``, yield it, stop it however the module ends: ``yield from running(s)``."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def speak(path: Path, text: str) -> Path:
+    """A WAV of ``text`` that espeak-ng spoke (22050 Hz mono, 16-bit)."""
+    subprocess.run(["espeak-ng", "-w", str(path), text], check=True)
+    return path

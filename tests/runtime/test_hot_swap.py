@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import ollama
 import pytest
-from serving import Served, standard_models
+from serving import Served, running, standard_models
 
 LONG = {"num_ctx": 32768, "num_predict": 30000}
 
@@ -27,11 +27,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
     }
     server = Served(tmp_path_factory.mktemp("swap-home"), env)
     standard_models(server, models_dir)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running(server)
 
 
 @pytest.fixture(scope="module")

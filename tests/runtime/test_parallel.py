@@ -14,7 +14,7 @@ from typing import Any
 import ollama
 import openai
 import pytest
-from serving import TOOL_CALL_SCHEMA, Served, sequences, standard_models, wait_for
+from serving import TOOL_CALL_SCHEMA, Served, running, sequences, standard_models, wait_for
 
 PARALLEL = 4
 TOPICS = ("cats", "dogs", "the sea", "rain", "stars", "ice", "fire", "bread")
@@ -25,11 +25,7 @@ DEADLINE = 60.0
 def served(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Served]:
     server = Served(tmp_path_factory.mktemp("parallel"), {"MDL_NUM_PARALLEL": str(PARALLEL)})
     standard_models(server, models_dir)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running(server)
 
 
 @pytest.fixture(scope="module")

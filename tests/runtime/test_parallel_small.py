@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import ollama
 import pytest
-from serving import Served, sequences, wait_for
+from serving import Served, running, sequences, wait_for
 
 LONG = {"num_predict": 30000, "num_ctx": 32768}
 DEADLINE = 60.0
@@ -21,11 +21,7 @@ DEADLINE = 60.0
 def one(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[Served]:
     server = Served(tmp_path_factory.mktemp("parallel-1"), {"MDL_NUM_PARALLEL": "1"})
     server.build("tiny", "FROM ./tiny.gguf\nPARAMETER temperature 0\n", models_dir)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running(server)
 
 
 def test_a_disconnect_frees_its_sequence_for_the_next_request(one: Served) -> None:

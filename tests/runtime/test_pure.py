@@ -8,6 +8,7 @@ import socket
 
 import pytest
 
+from mdl.runtime import spawn
 from mdl.runtime.batching import Slot, choose, common_prefix, fit, shift_window
 from mdl.runtime.channel import WorkerChannel, decode, encode_json, encode_token
 from mdl.runtime.config import ServeConfig, parse_host, parse_keep_alive
@@ -220,3 +221,15 @@ async def _gate_order() -> list[int]:
 
 def test_the_gate_admits_its_capacity_in_arrival_order() -> None:
     assert asyncio.run(_gate_order()) == [0, 2]
+
+
+@pytest.mark.parametrize(
+    ("code", "what"),
+    [
+        (-9, "was killed by SIGKILL"),
+        (-200, "was killed by signal 200"),
+        (3, "exited with status 3"),
+    ],
+)
+def test_describe_exit_names_the_signal_or_status(code: int, what: str) -> None:
+    assert spawn.describe_exit("tiny", code) == f"the model runner for tiny {what}"

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from ggufs import gguf_bytes, gguf_string
-from serving import MAX_CONTEXT, Served
+from serving import MAX_CONTEXT, Served, running
 
 MIB = 1 << 20
 BLOB_LIMIT = 2 * MIB
@@ -145,11 +145,7 @@ def limited(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Itera
            "MDL_MAX_CONTEXT": str(2**31 - 1)}  # fmt: skip
     server = Served(tmp_path_factory.mktemp("limits-home"), env)
     server.build("tiny", "FROM ./tiny.gguf\n", models_dir)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running(server)
 
 
 def test_blob_uploads_have_their_own_limit(limited: Served) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import ollama
 import openai
 import pytest
-from serving import Served
+from serving import Served, running
 
 POLICY = {
     "default": [{"type": "insecureAcceptAnything"}],
@@ -54,11 +54,7 @@ def guarded(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Itera
     mdl(home, "key", "generate", "--out", str(home / "team"))
     mdl(home, "sign", SIGNED, "--key", str(home / "team.key"))
     (home / "policy.json").write_text(json.dumps(POLICY))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running(server)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import openai
 import pytest
 from ggufs import write_tiny_llama
 from servers import start_mdl_registry
-from serving import Served
+from serving import Served, running, speak
 from whisper_models import write_tiny_whisper
 
 SENTENCE = "Hello world. This is a short test of speech to text, spoken by a machine."
@@ -36,10 +36,7 @@ def _mdl(home: Path, *args: str) -> None:
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A WAV that espeak-ng spoke (22050 Hz mono, 16-bit)."""
-    path = tmp_path_factory.mktemp("audio") / "speech.wav"
-    subprocess.run(["espeak-ng", "-w", str(path), SENTENCE], check=True)
-    return path
+    return speak(tmp_path_factory.mktemp("audio") / "speech.wav", SENTENCE)
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +59,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         _mdl(server.home, "tag", ref, "whisper-tiny")
     server.build("whisper-multi", "FROM ./ggml-multi.bin\n", context)
     server.build("tiny", "FROM ./tiny.gguf\nPARAMETER temperature 0\n", context)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running(server)
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,13 @@ tests (``whisper_models.convert_ctranslate2``), built, served, and asked through
 from __future__ import annotations
 
 import re
-import subprocess
 import wave
 from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import pytest
-from serving import Served
+from serving import Served, running, speak
 from whisper_models import write_tiny_en
 
 SENTENCE = "This is a short test of speech to text."
@@ -24,16 +23,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     write_tiny_en(context / "ggml-tiny.en.bin")
     server = Served(tmp_path_factory.mktemp("home"))
     server.build("whisper-tiny.en", "FROM ./ggml-tiny.en.bin\n", context)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running(server)
 
 
 def test_tiny_en_hears_what_espeak_said(served: Served, tmp_path: Path) -> None:
     speech = tmp_path / "speech.wav"
-    subprocess.run(["espeak-ng", "-w", str(speech), SENTENCE], check=True)
+    speak(speech, SENTENCE)
     with wave.open(str(speech)) as w:
         length = w.getnframes() / w.getframerate()
     client = openai.OpenAI(base_url=served.url + "/v1", api_key="unused", max_retries=0)

@@ -3,7 +3,6 @@ keep-alive expiry, unload on request (``mdl stop``), /api/ps."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,15 +10,13 @@ from pathlib import Path
 import openai
 import pytest
 from ggufs import write_tiny_llama
-from serving import Served
+from serving import Served, running, speak
 from whisper_models import write_tiny_whisper
 
 
 @pytest.fixture(scope="module")
 def hello(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("audio") / "hello.wav"
-    subprocess.run(["espeak-ng", "-w", str(path), "Hello there."], check=True)
-    return path
+    return speak(tmp_path_factory.mktemp("audio") / "hello.wav", "Hello there.")
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +28,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     server = Served(tmp_path_factory.mktemp("home"), env)
     server.build("whisper-tiny", "FROM ./ggml-tiny.en.bin\n", context)
     server.build("tiny", "FROM ./tiny.gguf\nPARAMETER temperature 0\n", context)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running(server)
 
 
 @pytest.fixture(scope="module")
