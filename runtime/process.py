@@ -91,7 +91,7 @@ class WorkerRunner:
                     finished = True
                     raise RunnerCrashed(f"{await self._exit_reason()} while generating")
                 if not isinstance(reply, Token | Done | Failed):
-                    raise RunnerCrashed(f"unexpected reply {reply!r} from the worker")
+                    raise spawn.protocol_error(self.spec.name, reply)
                 finished = not isinstance(reply, Token)
                 yield reply
                 if finished:
@@ -111,7 +111,7 @@ class WorkerRunner:
         if reply is None:
             raise RunnerCrashed(f"{await self._exit_reason()} while embedding")
         if not isinstance(reply, Embeddings | Failed):
-            raise RunnerCrashed(f"unexpected reply {reply!r} from the worker")
+            raise spawn.protocol_error(self.spec.name, reply)
         return reply
 
     async def wait_exited(self) -> None:

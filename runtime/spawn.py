@@ -16,7 +16,7 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from mdl.runtime.channel import ServerChannel
-from mdl.runtime.errors import LoadFailed
+from mdl.runtime.errors import LoadFailed, RunnerCrashed
 from mdl.runtime.runner import Failed, ModelFacts
 
 log = logging.getLogger("mdl.runtime")
@@ -84,6 +84,13 @@ async def exit_reason(
     if stderr_task is not None:
         await asyncio.shield(stderr_task)
     return describe_exit(name, code)
+
+
+def protocol_error(name: str, reply: object) -> RunnerCrashed:
+    """A worker answered out of protocol: the reply goes to the log (it may hold model text or
+    paths), the client gets only that it happened."""
+    log.error("%s: unexpected reply from the worker: %.500r", name, reply)
+    return RunnerCrashed(f"{name}: the worker broke the protocol (the server log has the details)")
 
 
 def describe_exit(name: str, code: int) -> str:

@@ -105,7 +105,7 @@ class WhisperRunner:
             self._unfinished = False
             raise RunnerCrashed(f"{await self._exit_reason()} while transcribing")
         if not isinstance(frame, dict):
-            raise RunnerCrashed(f"unexpected frame {frame!r} from the whisper worker")
+            raise spawn.protocol_error(self.spec.name, frame)
         return speech.event(frame)
 
     async def _drain(self) -> None:

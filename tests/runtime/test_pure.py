@@ -233,3 +233,11 @@ def test_the_gate_admits_its_capacity_in_arrival_order() -> None:
 )
 def test_describe_exit_names_the_signal_or_status(code: int, what: str) -> None:
     assert spawn.describe_exit("tiny", code) == f"the model runner for tiny {what}"
+
+
+def test_a_worker_out_of_protocol_tells_the_client_nothing_of_its_reply() -> None:
+    from mdl.runtime import spawn
+
+    error = spawn.protocol_error("tiny:latest", {"ev": "odd", "path": "/home/me/.mdl/store"})
+    assert "tiny:latest" in str(error) and "server log" in str(error)
+    assert "/home" not in str(error) and "odd" not in str(error)
