@@ -205,8 +205,9 @@ async def _stream_into(request: Request, sink: Sink, limit: int | None) -> int:
             if len(buffer) >= FLUSH:
                 if pending is not None:
                     await pending
-                full, buffer = buffer, bytearray()
-                pending = asyncio.ensure_future(run_in_threadpool(sink.write, full))
+                # handed over: no name here keeps it once the sink is done with it
+                pending = asyncio.ensure_future(run_in_threadpool(sink.write, buffer))
+                buffer = bytearray()
         if pending is not None:
             await pending
             pending = None
