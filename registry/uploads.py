@@ -1,8 +1,9 @@
 """Blob upload endpoints: monolithic POST, POST+PUT, chunked and streamed PATCH, status, cancel,
 and cross-repository mount.
 
-The body is never held whole: it is gathered into 4 MiB buffers, each written and hashed by a
-worker thread while the next one arrives. A chunk must start where the upload ends (416 with the
+The body is never held whole: it is gathered into 1 MiB buffers, each written and hashed by a
+worker thread while the next one arrives (small, as the S3 backend keeps them until their part
+is sent). A chunk must start where the upload ends (416 with the
 current ``Range`` otherwise); a PATCH without ``Content-Range`` (skopeo's habit) appends the
 whole body. Every upload response carries ``Location``, ``Range`` and ``Docker-Upload-UUID``.
 A request that changes an upload holds it (``sessions.Session``) from start to end; another
@@ -28,7 +29,7 @@ from mdl.registry.sessions import Session, Sink
 from mdl.spec.digest import Digest
 from mdl.spec.routes import BLOB, UPLOAD
 
-FLUSH = 4 * 1024 * 1024
+FLUSH = 1024 * 1024
 
 
 def _session_headers(name: str, upload_id: str, size: int) -> dict[str, str]:

@@ -30,8 +30,11 @@ from mdl.spec.errors import StoreError
 if TYPE_CHECKING:
     from mdl.registry.storage.s3 import S3Driver
 
-PART = 8 * 1024 * 1024
-"""Bytes buffered before a part goes out; grows every 1000 parts (S3 allows 10000)."""
+PART = 5 * 1024 * 1024
+"""Bytes buffered before a part goes out: S3's minimum, since the part being filled and the one
+being sent are most of an upload's memory. It grows by ``PART`` every ``GROW`` parts, so the
+10000 parts S3 allows hold about 550 GB."""
+GROW = 500
 
 
 def _hidden(key: str, suffix: str) -> str:
@@ -119,7 +122,7 @@ class S3Appender:
         self._buffered += len(data)
         self.size += len(data)
         self._changed = True
-        if self._buffered >= PART * (1 + len(self._parts) // 1000):
+        if self._buffered >= PART * (1 + len(self._parts) // GROW):
             self._send_part()
 
     def close(self) -> None:
