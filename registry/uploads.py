@@ -1,13 +1,13 @@
 """Blob upload endpoints: monolithic POST, POST+PUT, chunked and streamed PATCH, status, cancel,
 and cross-repository mount.
 
-The body is never held whole: it is gathered into 1 MiB buffers, each written and hashed by a
-worker thread while the next one arrives (small, as the S3 backend keeps them until their part
-is sent). A chunk must start where the upload ends (416 with the
-current ``Range`` otherwise); a PATCH without ``Content-Range`` (skopeo's habit) appends the
-whole body. Every upload response carries ``Location``, ``Range`` and ``Docker-Upload-UUID``.
-A request that changes an upload holds it (``sessions.Session``) from start to end; another
-request on the same upload meanwhile is UPLOAD_BUSY (409), in this process or any other.
+The body is never held whole: it is gathered into 1 MiB buffers (an upload holds one or two),
+each written and hashed by a worker thread while the next one arrives. A chunk must start where
+the upload ends (416 with the current ``Range`` otherwise); a PATCH without ``Content-Range``
+(skopeo's habit) appends the whole body. Every upload response carries ``Location``, ``Range``
+and ``Docker-Upload-UUID``. A request that changes an upload holds it (``sessions.Session``)
+from start to end; another request on the same upload meanwhile is UPLOAD_BUSY (409), in this
+process or any other.
 """
 
 from __future__ import annotations

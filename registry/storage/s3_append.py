@@ -7,21 +7,21 @@ any process. The state (``.<name>.append`` beside the key: the multipart upload'
 and the tail's key and size) is written last, so a crash before it leaves the previous state
 whole. ``seal`` sends the tail as the last part and completes the upload into the key itself.
 A full part is sent on the appender's own thread while the next bytes arrive, one at a time.
-The caller's buffers are kept as they are (not copied into one) and sent as one body: ``write``
-takes ownership of ``data``, which must not change afterwards. Memory per appender stays under
-two parts plus the caller's last buffer; nothing goes to disk.
+Memory per appender stays under two parts plus the caller's buffer; nothing goes to disk. The
+part is one bytearray the caller's buffers are copied into, not a body read from those buffers:
+botocore sends a file-like body in 16 KiB reads after an ``Expect: 100-continue`` round trip,
+which made 256 MiB PUTs 10-20% slower here (5 MiB parts cost as much).
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import secrets
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mdl.registry.storage.driver import PathNotFound, Stat
 from mdl.registry.storage.s3_client import mtime_metadata
@@ -30,11 +30,8 @@ from mdl.spec.errors import StoreError
 if TYPE_CHECKING:
     from mdl.registry.storage.s3 import S3Driver
 
-PART = 5 * 1024 * 1024
-"""Bytes buffered before a part goes out: S3's minimum, since the part being filled and the one
-being sent are most of an upload's memory. It grows by ``PART`` every ``GROW`` parts, so the
-10000 parts S3 allows hold about 550 GB."""
-GROW = 500
+PART = 8 * 1024 * 1024
+"""Bytes buffered before a part goes out; grows every 1000 parts (S3 allows 10000)."""
 
 
 def _hidden(key: str, suffix: str) -> str:
@@ -95,8 +92,7 @@ def appending_size(driver: S3Driver, key: str) -> Stat | None:
 class S3Appender:
     def __init__(self, driver: S3Driver, key: str, state: _State, tail: bytes) -> None:
         self._driver, self._key, self._state = driver, key, state
-        self._pieces: list[bytes | bytearray | memoryview] = [tail] if tail else []
-        self._buffered = len(tail)
+        self._buffer = bytearray(tail)
         self._parts = list(state.parts)
         self._upload = state.upload
         self._started_upload = False
@@ -116,13 +112,10 @@ class S3Appender:
         return cls(driver, key, state, _tail(driver, state))
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if not data:
-            return
-        self._pieces.append(data)
-        self._buffered += len(data)
+        self._buffer += data
         self.size += len(data)
         self._changed = True
-        if self._buffered >= PART * (1 + len(self._parts) // GROW):
+        if len(self._buffer) >= PART * (1 + len(self._parts) // 1000):
             self._send_part()
 
     def close(self) -> None:
@@ -134,10 +127,10 @@ class S3Appender:
             return
         old_tail = self._state.tail
         tail = None
-        if self._pieces:
+        if self._buffer:
             tail = _hidden(self._key, f".{secrets.token_hex(8)}.tail")
-            self._driver.write(tail, b"".join(self._pieces))
-        state = _State(self._upload, self._parts, tail, self._buffered)
+            self._driver.write(tail, bytes(self._buffer))
+        state = _State(self._upload, self._parts, tail, len(self._buffer))
         self._driver.write(state_key(self._key), state.dump())
         if old_tail is not None and old_tail != state.tail:
             self._driver.client.call(
@@ -164,10 +157,9 @@ class S3Appender:
                 "create_multipart_upload", Bucket=driver.bucket, Key=full, Metadata=mtime_metadata()
             )["UploadId"]
             self._started_upload = True
-        number, upload = len(self._parts) + 1, self._upload
-        body = _Pieces(self._pieces)
-        self._pieces, self._buffered = [], 0
-        self._parts.append((number, "", body.size))
+        number, body, upload = len(self._parts) + 1, self._buffer, self._upload
+        self._buffer = bytearray()  # the full one is handed over, not copied
+        self._parts.append((number, "", len(body)))
 
         def send() -> str:
             answer = driver.client.call(
@@ -208,46 +200,6 @@ class S3Appender:
             head, _, base = state_object.rpartition("/")
             key = f"{head}/{base[1 : -len('.append')]}" if head else base[1 : -len(".append")]
             _abort_upload(driver, key, str(obj["upload"]))
-
-
-class _Pieces(io.RawIOBase):
-    """Buffers read as one seekable body, without joining them: botocore reads a body once to
-    sign it and again to send it, seeking back in between."""
-
-    def __init__(self, pieces: list[bytes | bytearray | memoryview]) -> None:
-        self._views = [memoryview(piece).cast("B") for piece in pieces]
-        self.size = sum(len(view) for view in self._views)
-        self._offset = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._offset
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._offset, io.SEEK_END: self.size}[whence]
-        self._offset = min(max(0, base + offset), self.size)
-        return self._offset
-
-    def readinto(self, buffer: Any) -> int:
-        out, done, start = memoryview(buffer).cast("B"), 0, 0
-        for view in self._views:
-            end = start + len(view)
-            if end > self._offset and done < len(out):
-                first = self._offset - start
-                count = min(len(view) - first, len(out) - done)
-                out[done : done + count] = view[first : first + count]
-                done += count
-                self._offset += count
-            start = end
-        return done
-
-    def __len__(self) -> int:
-        return self.size
 
 
 def seal(driver: S3Driver, key: str) -> None:
