@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import subprocess
 import sys
 import threading
 from dataclasses import asdict, dataclass
@@ -27,6 +28,7 @@ from mdl.registry.auth.htpasswd import Htpasswd
 from mdl.registry.auth.policy import Policy
 from mdl.registry.auth.tokens import TokenIssuer, load_or_create_key
 from mdl.registry.drain import DRAIN_SIGNAL, Drain
+from mdl.registry.malloc import return_large_buffers
 from mdl.registry.proxy_upstream import DEFAULT_TTL, UpstreamSettings, proxy_settings
 from mdl.registry.sessions import DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_EXPIRY, UploadLimits
 from mdl.registry.storage.driver import StorageDriver
@@ -126,7 +128,33 @@ def check(config: ServeConfig) -> None:
     if config.proxy is None and (config.proxy_user or config.proxy_password_file):
         raise ServeError("--proxy-user and --proxy-password-file need --proxy URL")
     upstream_settings(config)
+    if config.storage is None:
+        _check_app(config)
+        return
+    # boto3 with S3's service model costs this process about 30 MB it would keep for nothing
+    # (it only supervises the workers): the bucket is checked in a short-lived child instead.
+    child = subprocess.run(
+        [sys.executable, "-c", "from mdl.registry.server import check_in_child; check_in_child()"],
+        env={**os.environ, CONFIG_ENV: config.to_env()},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if child.returncode != 0:
+        lines = child.stderr.strip().splitlines()
+        raise ServeError(lines[-1] if lines else f"the storage check exited {child.returncode}")
+
+
+def _check_app(config: ServeConfig) -> None:
     build_app(config, storage_driver(config, check=True))
+
+
+def check_in_child() -> None:
+    """``check``'s child: the app for the config in the environment, or its error on stderr."""
+    try:
+        _check_app(ServeConfig.from_env(os.environ[CONFIG_ENV]))
+    except MdlError as exc:
+        sys.exit(str(exc))
 
 
 def storage_driver(config: ServeConfig, *, check: bool = False) -> StorageDriver:
@@ -191,6 +219,7 @@ def build_app(
 
 def app_from_env() -> Starlette:
     """granian's factory: the app for the config the CLI put in the environment."""
+    return_large_buffers()
     config = ServeConfig.from_env(os.environ[CONFIG_ENV])
     access = logging.getLogger("mdl.registry.access")
     access.propagate = False
@@ -210,6 +239,7 @@ def serve(config: ServeConfig) -> None:
     from granian.log import LogLevels
     from granian.server import Server
 
+    return_large_buffers()
     check(config)
     os.environ[CONFIG_ENV] = config.to_env()
     server = _draining(Server, config.drain)(

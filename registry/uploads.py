@@ -1,12 +1,13 @@
 """Blob upload endpoints: monolithic POST, POST+PUT, chunked and streamed PATCH, status, cancel,
 and cross-repository mount.
 
-The body is never held whole: it is gathered into 4 MiB buffers, each written and hashed by a
-worker thread while the next one arrives. A chunk must start where the upload ends (416 with the
-current ``Range`` otherwise); a PATCH without ``Content-Range`` (skopeo's habit) appends the
-whole body. Every upload response carries ``Location``, ``Range`` and ``Docker-Upload-UUID``.
-A request that changes an upload holds it (``sessions.Session``) from start to end; another
-request on the same upload meanwhile is UPLOAD_BUSY (409), in this process or any other.
+The body is never held whole: it is gathered into 1 MiB buffers (an upload holds one or two),
+each written and hashed by a worker thread while the next one arrives. A chunk must start where
+the upload ends (416 with the current ``Range`` otherwise); a PATCH without ``Content-Range``
+(skopeo's habit) appends the whole body. Every upload response carries ``Location``, ``Range``
+and ``Docker-Upload-UUID``. A request that changes an upload holds it (``sessions.Session``)
+from start to end; another request on the same upload meanwhile is UPLOAD_BUSY (409), in this
+process or any other.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from mdl.registry.sessions import Session, Sink
 from mdl.spec.digest import Digest
 from mdl.spec.routes import BLOB, UPLOAD
 
-FLUSH = 4 * 1024 * 1024
+FLUSH = 1024 * 1024
 
 
 def _session_headers(name: str, upload_id: str, size: int) -> dict[str, str]:
@@ -205,8 +206,9 @@ async def _stream_into(request: Request, sink: Sink, limit: int | None) -> int:
             if len(buffer) >= FLUSH:
                 if pending is not None:
                     await pending
-                full, buffer = buffer, bytearray()
-                pending = asyncio.ensure_future(run_in_threadpool(sink.write, full))
+                # handed over: no name here keeps it once the sink is done with it
+                pending = asyncio.ensure_future(run_in_threadpool(sink.write, buffer))
+                buffer = bytearray()
         if pending is not None:
             await pending
             pending = None

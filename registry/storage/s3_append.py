@@ -7,7 +7,10 @@ any process. The state (``.<name>.append`` beside the key: the multipart upload'
 and the tail's key and size) is written last, so a crash before it leaves the previous state
 whole. ``seal`` sends the tail as the last part and completes the upload into the key itself.
 A full part is sent on the appender's own thread while the next bytes arrive, one at a time.
-Memory per appender stays under three parts plus the caller's buffer; nothing goes to disk.
+Memory per appender stays under two parts plus the caller's buffer; nothing goes to disk. The
+part is one bytearray the caller's buffers are copied into, not a body read from those buffers:
+botocore sends a file-like body in 16 KiB reads after an ``Expect: 100-continue`` round trip,
+which made 256 MiB PUTs 10-20% slower here (5 MiB parts cost as much).
 """
 
 from __future__ import annotations
