@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import ollama
 import openai
 import pytest
@@ -62,7 +63,7 @@ def test_eight_concurrent_streaming_chats_complete_each_as_it_would_alone(
             text += chunk.message.content or ""
             last = chunk
             if n == 0:
-                first_chunks.wait()  # all four hold a sequence at this point
+                first_chunks.wait()  # all four have begun before the next four come
         return text, last
 
     def with_openai(i: int) -> tuple[str, Any]:
@@ -81,7 +82,6 @@ def test_eight_concurrent_streaming_chats_complete_each_as_it_would_alone(
     with ThreadPoolExecutor(len(TOPICS)) as pool:
         natives = [pool.submit(with_ollama, i) for i in range(PARALLEL)]
         first_chunks.wait()
-        assert sequences(served) == {"busy": PARALLEL, "total": PARALLEL}
         openais = [pool.submit(with_openai, i) for i in range(PARALLEL, len(TOPICS))]
         results = [f.result(DEADLINE) for f in natives + openais]
 
@@ -92,6 +92,38 @@ def test_eight_concurrent_streaming_chats_complete_each_as_it_would_alone(
     for i, (text, (finish, usage)) in enumerate(results[PARALLEL:], PARALLEL):
         assert finish == "length" and usage.completion_tokens == 24
         assert text == alone[i]
+    wait_for(lambda: sequences(served)["busy"] == 0, "the sequences to be free")
+
+
+def test_ps_counts_the_busy_sequences(served: Served) -> None:
+    """Four clients reading long answers (context shifts keep them going) hold all four
+    sequences; once they leave, every sequence is free again."""
+    body = {"model": "tiny", "prompt": "hello", "raw": True, "options": {"num_predict": 30000}}
+    reading = threading.Barrier(PARALLEL + 1, timeout=DEADLINE)
+    leave = threading.Event()
+
+    def client() -> None:
+        with (
+            httpx.Client(base_url=served.url, timeout=DEADLINE) as http,
+            http.stream("POST", "/api/generate", json=body) as response,
+        ):
+            for n, line in enumerate(response.iter_lines()):
+                assert '"done":false' in line
+                if n == 0:
+                    reading.wait()
+                if leave.is_set():
+                    return
+
+    threads = [threading.Thread(target=client) for _ in range(PARALLEL)]
+    for thread in threads:
+        thread.start()
+    try:
+        reading.wait()
+        assert sequences(served) == {"busy": PARALLEL, "total": PARALLEL}
+    finally:
+        leave.set()
+        for thread in threads:
+            thread.join(DEADLINE)
     wait_for(lambda: sequences(served)["busy"] == 0, "the sequences to be free")
 
 
