@@ -85,7 +85,11 @@ def _put_whole(
             response.close()
             return
         error = error_for(response, f"upload {desc.digest} to {repo}")
-        if response.status_code < 500 or attempt == RETRIES - 1:
+        # 409 with Retry-After: a balancer re-sent this PUT to another replica while the dead
+        # one's lock still holds the session; a fresh session holds no lock.
+        busy = isinstance(error, RemoteError) and error.status == 409
+        busy = busy and getattr(error, "retry_after", None) is not None
+        if (response.status_code < 500 and not busy) or attempt == RETRIES - 1:
             raise error
         backoff(attempt)
         location = repo.start_upload()
