@@ -32,6 +32,7 @@ import httpx
 
 from mdl.registry.errors import ErrorCode, OCIError
 from mdl.spec.challenge import Challenge, parse_challenges
+from mdl.spec.routes import BLOB, MANIFEST, TAGS
 
 DEFAULT_TTL = 168 * 3600.0
 DOWN = frozenset(
@@ -193,7 +194,7 @@ class Upstream:
 
     async def manifest_digest(self, name: str, reference: str, accept: str) -> str | None:
         """The ``Docker-Content-Digest`` a HEAD of the manifest answers with (None if none)."""
-        path, what = f"/v2/{name}/manifests/{reference}", {"reference": reference}
+        path, what = MANIFEST.path(name=name, reference=reference), {"reference": reference}
         async with self.open("HEAD", path, "manifest", what, {"Accept": accept}) as r:
             digest: str | None = r.headers.get("Docker-Content-Digest")
             return digest
@@ -203,22 +204,23 @@ class Upstream:
     ) -> tuple[bytes, str | None, str | None]:
         """(bytes, Content-Type, Docker-Content-Digest) of the manifest; UPSTREAM_FAILED past
         ``limit`` bytes."""
-        path, what = f"/v2/{name}/manifests/{reference}", {"reference": reference}
+        path, what = MANIFEST.path(name=name, reference=reference), {"reference": reference}
         async with self.open("GET", path, "manifest", what, {"Accept": accept}) as r:
             data = await _read(r, limit)
             return data, r.headers.get("Content-Type"), r.headers.get("Docker-Content-Digest")
 
     async def blob_size(self, name: str, digest: str) -> int | None:
-        async with self.open("HEAD", f"/v2/{name}/blobs/{digest}", "blob", {"digest": digest}) as r:
+        path = BLOB.path(name=name, digest=digest)
+        async with self.open("HEAD", path, "blob", {"digest": digest}) as r:
             return content_length(r)
 
     def blob(self, name: str, digest: str) -> AbstractAsyncContextManager[httpx.Response]:
-        return self.open("GET", f"/v2/{name}/blobs/{digest}", "blob", {"digest": digest})
+        return self.open("GET", BLOB.path(name=name, digest=digest), "blob", {"digest": digest})
 
     async def tags(self, name: str) -> list[str]:
         """Every tag of ``name``, following the upstream's ``Link`` pages (at most
         ``TAG_PAGES``)."""
-        path: str | None = f"/v2/{name}/tags/list"
+        path: str | None = TAGS.path(name=name)
         found: list[str] = []
         for _ in range(TAG_PAGES):
             if path is None:
