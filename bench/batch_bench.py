@@ -74,10 +74,10 @@ def run(options: Options) -> FamilyResult:
             server.call({"model": "smollm2", "prompt": "", "options": _opts(server)})
 
         def direct_run(n: int) -> Callable[[], tuple[float]]:
-            return _per_token(lambda: direct.run(prompts.take(n)))
+            return _per_token(lambda: direct.run(prompts.batch(n, "direct")))
 
         def mdl_run(n: int) -> Callable[[], tuple[float]]:
-            return _per_token(lambda: _curve(servers[8], prompts.take(n)))
+            return _per_token(lambda: _curve(servers[8], prompts.batch(n, "curve")))
 
         four, serial = (
             t["mdl 4 streams NUM_PARALLEL=4, s/token"],
@@ -88,7 +88,7 @@ def run(options: Options) -> FamilyResult:
             *(Contender((t[f"mdl {n} streams, s/token"],), mdl_run(n)) for n in CURVE),
             Contender(
                 (four, serial),
-                lambda: _paired_streams(servers[4], servers[1], prompts.take(4), texts),
+                lambda: _paired_streams(servers[4], servers[1], prompts.batch(4, "paired"), texts),
             ),
             Contender(
                 (t["TTFT alone"], t["TTFT beside 4 streams"]),
@@ -158,8 +158,9 @@ def _result(
     ]  # fmt: skip
     notes = (
         f"SmolLM2-135M-Instruct Q4_1, {threads} threads, greedy (temperature 0, repeat "
-        f"penalty 1), raw ChatML prompts of about 35 tokens, {TOKENS} tokens per stream, a "
-        f"new prompt for every stream of every round; {rounds} rounds",
+        f"penalty 1), raw ChatML prompts of about 35 tokens, up to {TOKENS} tokens per stream "
+        "(a stream ends at the model's end-of-generation token on both sides), the same new "
+        f"prompts for every contender of a size in a round; {rounds} rounds",
         "s/token = wall time from sending the requests (or from the first llama_decode) to the "
         "last token of the last stream / tokens of all streams: prompt evaluation included",
         f"direct: one llama.cpp context in this process, {max(CURVE)} sequences of "
@@ -189,6 +190,18 @@ def _ratio(numerator: Timing, denominator: Timing) -> float:
 class _Prompts:
     def __init__(self) -> None:
         self.n = 0
+        self.rounds: dict[tuple[int, str], int] = {}
+
+    def batch(self, count: int, contender: str) -> list[str]:
+        """The k-th call of each contender for ``count`` streams gives the same prompts, so all
+        contenders of that size answer the same prompts in a round (answers end at different
+        lengths), and none a prompt it has seen before."""
+        key = (count, contender)
+        k = self.rounds[key] = self.rounds.get(key, 0) + 1
+        return [
+            PROMPT.format(subject=f"{SUBJECTS[(k + i) % len(SUBJECTS)]} #{k}.{count}.{i}")
+            for i in range(count)
+        ]
 
     def take(self, count: int) -> list[str]:
         found = []
@@ -392,28 +405,37 @@ class DirectBatch:
         return list(tokens[:n])
 
     def run(self, prompts: list[str]) -> tuple[float, int]:
-        """(seconds, tokens) to evaluate the prompts and decode TOKENS for each."""
+        """(seconds, tokens) to evaluate the prompts and decode up to TOKENS for each; a
+        sequence ends at an end-of-generation token, as it does in a server, so both sides do
+        the same work for the same prompts."""
         lc = self.lc
         lc.llama_memory_clear(self.memory, True)
         encoded = [self.tokenize(p) for p in prompts]
         start = time.perf_counter()
-        rows = []
         entries = []
+        rows = []  # (sequence, its row in the batch just decoded)
         for seq, tokens in enumerate(encoded):
             for pos, token in enumerate(tokens):
                 entries.append((token, pos, seq, pos == len(tokens) - 1))
-            rows.append(len(entries) - 1)
+            rows.append((seq, len(entries) - 1))
         self._decode(entries)
         positions = [len(t) for t in encoded]
-        for _ in range(TOKENS - 1):
-            picked = [lc.llama_sampler_sample(self.greedy, self.ctx, row) for row in rows]
-            entries = [(tok, positions[s], s, True) for s, tok in enumerate(picked)]
-            positions = [p + 1 for p in positions]
-            rows = list(range(len(entries)))
-            self._decode(entries)
-        for row in rows:
-            lc.llama_sampler_sample(self.greedy, self.ctx, row)
-        return time.perf_counter() - start, TOKENS * len(prompts)
+        generated = [0] * len(prompts)
+        while rows:
+            entries, decoded = [], []
+            for seq, row in rows:
+                token = lc.llama_sampler_sample(self.greedy, self.ctx, row)
+                if lc.llama_vocab_is_eog(self.vocab, token):
+                    continue
+                generated[seq] += 1
+                if generated[seq] < TOKENS:
+                    decoded.append((seq, len(entries)))
+                    entries.append((token, positions[seq], seq, True))
+                    positions[seq] += 1
+            rows = decoded
+            if entries:
+                self._decode(entries)
+        return time.perf_counter() - start, sum(generated)
 
     def state_round_trip(self, text: str) -> tuple[float, float, float]:
         """Seconds to save a 2000-token sequence's state to RAM, to restore it, and to

@@ -6,8 +6,8 @@ long prompt arriving holds running streams up for one step at most.
 
 Prompt cache: a finished request leaves its tokens in its sequence. A new request takes the
 free sequence whose tokens share the longest prefix with its prompt (if that is at least half
-of it; else the least recently used) and evaluates only the rest; ``Done.prompt_tokens`` counts
-what was evaluated.
+of it; else the least recently used of those nearest the busy ones) and evaluates only the
+rest; ``Done.prompt_tokens`` counts what was evaluated.
 
 Context shift, as Ollama's: when a sequence reaches ``num_ctx`` while ``num_predict`` asks for
 more, the first ``num_keep`` tokens stay, half of the rest is dropped, and generation goes on.
@@ -96,16 +96,26 @@ class Slot:
     job: Job | None = None
 
 
-def choose(free: Sequence[Slot], prompt: Sequence[int]) -> tuple[Slot, int]:
+def choose(
+    free: Sequence[Slot], prompt: Sequence[int], busy: Sequence[int] = ()
+) -> tuple[Slot, int]:
     """The free slot sharing the longest prefix with ``prompt`` if that covers at least half
-    of it, else the least recently used one (so a new conversation that shares only a
-    template's first tokens leaves another's cache alone, as llama.cpp's server does); and how
-    many of its tokens can stay (at least one prompt token is evaluated: its logits start the
-    answer)."""
+    of it; else the one that keeps the ``busy`` sequences' range narrowest, the least recently
+    used among those (so a new conversation that shares only a template's first tokens leaves
+    another's cache alone, as llama.cpp's server does); and how many of its tokens can stay (at
+    least one prompt token is evaluated: its logits start the answer).
+
+    The range matters because llama.cpp computes a batch's attention over every sequence from
+    the lowest to the highest it holds: 4 streams on sequences 0, 2, 5 and 7 of 8 cost 1.6x a
+    step on 0 to 3 (measured on SmolLM2-135M)."""
     best = max(free, key=lambda s: (common_prefix(s.tokens, prompt), -s.last_used))
     if 2 * common_prefix(best.tokens, prompt) < len(prompt):
-        best = min(free, key=lambda s: s.last_used)
+        best = min(free, key=lambda s: (_span([*busy, s.seq]), s.last_used))
     return best, min(common_prefix(best.tokens, prompt), len(prompt) - 1)
+
+
+def _span(seqs: Sequence[int]) -> int:
+    return max(seqs) - min(seqs)
 
 
 @dataclass(eq=False)
@@ -248,7 +258,8 @@ class Engine:
         except ValueError as exc:
             raise ValueError(f"invalid format: {exc}") from exc
         prompt = fit(self._tokens(request), backend.n_ctx, sampling.num_keep)
-        slot, reuse = choose(free, prompt)
+        busy = [job.slot.seq for job in self.jobs.values()]
+        slot, reuse = choose(free, prompt, busy)
         sampler = backend.sampler(sampling, grammar, prompt)
         backend.forget(slot.seq, reuse)
         del slot.tokens[reuse:]

@@ -192,6 +192,13 @@ def test_the_longest_common_prefix_chooses_the_sequence_else_the_least_recently_
     assert common_prefix([1, 2], [1, 2, 3]) == 2
 
 
+def test_without_a_cached_prefix_the_sequence_nearest_the_busy_ones_is_chosen() -> None:
+    near, far = Slot(1, [5], last_used=2), Slot(7, [6], last_used=1)
+    assert choose([near, far], [9, 9], busy=[0, 2]) == (near, 0)  # 0..2, not 0..7
+    assert choose([near, far], [9, 9]) == (far, 0)  # nothing busy: least recently used
+    assert choose([near, far], [6, 9], busy=[0, 2]) == (far, 1)  # a cached prefix comes first
+
+
 def test_a_context_shift_keeps_num_keep_and_drops_half_of_the_rest() -> None:
     assert shift_window(100, 4) == (4, 48)
     assert shift_window(100, 0) == (0, 50)
