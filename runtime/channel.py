@@ -48,18 +48,29 @@ def decode(payload: bytes) -> Frame:
 
 
 class WorkerChannel:
-    """Blocking; ``recv`` returns None when the server has gone."""
+    """Blocking; ``recv`` returns None when the server has gone. ``post`` and ``post_token``
+    queue frames that ``flush`` sends together: the step loop sends the tokens of all its
+    streams in one write per step, so the server wakes once for them, not once per stream."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buffer = bytearray()
+        self.outbox = bytearray()
         self.closed = False
 
     def send(self, message: dict[str, Any]) -> None:
         self.sock.sendall(encode_json(message))
 
-    def send_token(self, request_id: int, text: str) -> None:
-        self.sock.sendall(encode_token(request_id, text))
+    def post(self, message: dict[str, Any]) -> None:
+        self.outbox += encode_json(message)
+
+    def post_token(self, request_id: int, text: str) -> None:
+        self.outbox += encode_token(request_id, text)
+
+    def flush(self) -> None:
+        if self.outbox:
+            self.sock.sendall(self.outbox)
+            self.outbox.clear()
 
     def recv(self) -> Frame | None:
         while (frame := self._take()) is None:

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from mdl.runtime.errors import LoadFailed
 from mdl.runtime.runner import Embeddings, Failed, LoadSpec, ModelFacts, Sampling
+from mdl.spec.footprint import MICRO_BATCH
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
 _CTX_PAD = 256
-_UBATCH = 512
 _PIECE = 64
 _GRAMMARS = 16
 """Format grammars (GBNF text) kept per model (the oldest is dropped)."""
@@ -48,7 +48,7 @@ class LlamaCppModel:
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = spec.num_ctx * self.n_seq
         params.n_batch = spec.num_batch
-        params.n_ubatch = min(spec.num_batch, _UBATCH)
+        params.n_ubatch = min(spec.num_batch, MICRO_BATCH)
         params.n_seq_max = self.n_seq
         params.kv_unified = False
         params.n_threads = params.n_threads_batch = spec.num_thread

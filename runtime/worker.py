@@ -4,7 +4,8 @@ It serves one model over the channel on file descriptor FD: the first message lo
 then it runs requests, several at once (``batching.Engine``), until ``exit`` or until the
 server's end closes. One thread reads the channel into an inbox; the main thread runs the
 blocking llama.cpp steps and, between two steps, takes what arrived (new requests, cancels,
-embeddings), so a cancel frees its sequence at the next step. A crash in here (llama.cpp
+embeddings), so a cancel frees its sequence at the next step. What a step (or a message)
+produced goes to the server in one write after it. A crash in here (llama.cpp
 aborting, an out-of-memory kill, kill -9) ends only this process; the server sees the channel
 close and fails this model's requests alone. NAME only labels the process.
 """
@@ -38,9 +39,9 @@ def serve(channel: WorkerChannel, model: LlamaCppModel) -> None:
 
     def send(request_id: int, event: Reply) -> None:
         if isinstance(event, Token):
-            channel.send_token(request_id, event.text)
+            channel.post_token(request_id, event.text)
         else:
-            channel.send(wire.event_message(request_id, event))
+            channel.post(wire.event_message(request_id, event))
 
     engine = Engine(model, send)
     while True:
@@ -58,6 +59,7 @@ def serve(channel: WorkerChannel, model: LlamaCppModel) -> None:
             raise
         except Exception as exc:  # report whatever llama.cpp raised; the process stays usable
             engine.fail_all(f"generation failed: {exc}")
+        channel.flush()
 
 
 def _handle(
