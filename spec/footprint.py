@@ -21,11 +21,11 @@ _F16 = 2
 _F32 = 4
 DEFAULT_NUM_CTX = 4096
 DEFAULT_NUM_BATCH = 512
-MICRO_BATCH = 256
+MICRO_BATCH = 128
 """Tokens llama.cpp computes in one graph (``n_ubatch``): a ``num_batch`` step is cut into
-pieces of this many. Its compute buffer grows with it (99 MiB at 512 for SmolLM2-135M with
-4 x 4096 cells of context, 50 MiB at 256), while 2,000 tokens of prompt took as long at 256 as
-at 512 on 2 cores (8.4 s against 8.7 s)."""
+pieces of this many. Its compute buffer grows with it (for SmolLM2-135M with 4 x 4096 cells of
+context: 99 MiB at 512, 50 at 256, 25 at 128), while a 2,000-token prompt took as long at 128
+as at 512 on 2 cores (7.8 s at 128, 7.9 at 256; in another run 8.4 at 256, 8.7 at 512)."""
 DEFAULT_NUM_PARALLEL = 4
 """Sequences ``mdl serve`` decodes at once by default (``MDL_NUM_PARALLEL``), each with its own
 ``num_ctx`` of KV: a variant's memory annotation is at this many."""
