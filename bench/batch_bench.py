@@ -139,6 +139,8 @@ def _result(
               four / direct4 >= AGGREGATE_GOAL),
         Check("4 streams / NUM_PARALLEL=1", four / serial, "x", "≥ 1.25x",
               four / serial >= SERIAL_GOAL),
+        Check("llama.cpp's own 4-seq batch / 1 seq (what batching gains here)",
+              direct4 / rate("direct 1 seq, s/token"), "x", "info", None),
         Check("TTFT beside 4 streams / alone", beside, "x", "≤ 2.00x", beside <= TTFT_GOAL),
         Check("TTFT 2nd turn (2000 cached) / fresh 30", cache, "x", "≤ 1.50x",
               cache <= CACHE_GOAL),
