@@ -17,6 +17,8 @@ They extend mdl's one tree (``mdl.spec.errors``)::
         ├── LoadFailed          500: the model could not be loaded (bad file, worker crashed)
         ├── OutOfMemory         507: the model's estimated size exceeds the memory available
         └── RunnerCrashed       500: the worker process died while answering
+            └── RunnerGone      500: it died before it answered this request at all, so it may
+                                     have died before it got it: the service retries once
 
 Handlers raise; they never build error JSON. ``Disclose`` is the one place an error becomes a
 status and the text a client may read, for an answer and for a stream that fails midway alike:
@@ -87,6 +89,11 @@ class LoadFailed(RuntimeFailure):
 
 class RunnerCrashed(RuntimeFailure):
     pass
+
+
+class RunnerGone(RunnerCrashed):
+    """The worker ended before its first reply to this request: killed while idle (the OOM
+    killer, an operator) as often as by the request, which a fresh worker can tell apart."""
 
 
 def status_of(exc: MdlError) -> int:

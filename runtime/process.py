@@ -21,7 +21,7 @@ from collections.abc import AsyncGenerator, Sequence
 
 from mdl.runtime import spawn, wire
 from mdl.runtime.channel import ServerChannel
-from mdl.runtime.errors import RunnerCrashed
+from mdl.runtime.errors import RunnerCrashed, RunnerGone
 from mdl.runtime.runner import (
     CompletionRequest,
     Done,
@@ -83,13 +83,15 @@ class WorkerRunner:
     async def complete(self, request: CompletionRequest) -> AsyncGenerator[RunnerEvent, None]:
         request_id, replies = await self._open()
         self.channel.send(wire.complete_message(request_id, request))
-        finished = False
+        finished = answered = False
         try:
             while True:
                 reply = await replies.get()
                 if reply is None:
                     finished = True
-                    raise RunnerCrashed(f"{await self._exit_reason()} while generating")
+                    crashed = RunnerCrashed if answered else RunnerGone
+                    raise crashed(f"{await self._exit_reason()} while generating")
+                answered = True
                 if not isinstance(reply, Token | Done | Failed):
                     raise spawn.protocol_error(self.spec.name, reply)
                 finished = not isinstance(reply, Token)
@@ -109,7 +111,7 @@ class WorkerRunner:
         finally:
             del self._streams[request_id]
         if reply is None:
-            raise RunnerCrashed(f"{await self._exit_reason()} while embedding")
+            raise RunnerGone(f"{await self._exit_reason()} while embedding")
         if not isinstance(reply, Embeddings | Failed):
             raise spawn.protocol_error(self.spec.name, reply)
         return reply
@@ -127,7 +129,7 @@ class WorkerRunner:
     async def _open(self) -> tuple[int, asyncio.Queue[_Reply]]:
         """A new request id and the queue its replies arrive on; fail fast if the worker died."""
         if self._exited.is_set():
-            raise RunnerCrashed(await self._exit_reason())
+            raise RunnerGone(await self._exit_reason())
         request_id = next(self._ids)
         replies: asyncio.Queue[_Reply] = asyncio.Queue()
         self._streams[request_id] = replies

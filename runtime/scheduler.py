@@ -12,6 +12,8 @@
 - A name that now resolves to another digest (re-tag, newer pull), or the same model asked with
   other load options, retires the old runner: it drains its queue, then unloads.
 - A runner that dies (crash, kill) is forgotten at once; requests queued on it load it again.
+  A request it never answered (RunnerGone) runs once more on a fresh runner (``serve``): the
+  runner may have died before the request reached it.
 
 All bookkeeping runs on the event loop; ``release`` never awaits, so it is safe in the cleanup of
 a cancelled request.
@@ -24,14 +26,18 @@ import collections
 import enum
 import logging
 import time
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
-from mdl.runtime.errors import OutOfMemory, ServerBusy
+from mdl.runtime.errors import OutOfMemory, RunnerGone, ServerBusy
 from mdl.runtime.memory import gib
 from mdl.runtime.runner import LoadSpec, ModelRunner, RunnerFactory
 
 log = logging.getLogger("mdl.runtime")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -154,6 +160,29 @@ class Scheduler:
                 return Lease(slot.runner, slot, load_ns)
             slot.gate.release()  # it died or was unloaded while this request waited: reload
             slot.users -= 1
+
+    async def serve(
+        self,
+        want: Want,
+        keep_alive: float | None,
+        work: Callable[[Lease], AsyncGenerator[T, None]],
+    ) -> AsyncGenerator[T, None]:
+        """What ``work`` yields on a lease of the model's runner, released with ``keep_alive``.
+        If the runner is gone before it answered, once more on a fresh one."""
+        for last in (False, True):
+            lease = await self.acquire(want)
+            try:
+                async with aclosing(work(lease)) as events:
+                    async for event in events:
+                        yield event
+                return
+            except RunnerGone as gone:
+                self._forget(lease.slot)
+                if last:
+                    raise
+                log.warning("%s; loading %s again for the request", gone, want.name)
+            finally:
+                self.release(lease, keep_alive)
 
     def release(self, lease: Lease, keep_alive: float | None) -> None:
         """End a request; the runner then stays ``keep_alive`` seconds (None: forever)."""
@@ -302,7 +331,11 @@ class Scheduler:
         await slot.runner.wait_exited()
         if slot.state is State.LOADED:
             log.warning("runner for %s is gone; the next request reloads it", slot.want.name)
-            slot.state = State.GONE
+        self._forget(slot)
+
+    def _forget(self, slot: Slot) -> None:
+        """A runner that died: out of service now (its process is gone, nothing to close)."""
+        if slot.state is State.LOADED:
             _cancel(slot)
             self.slots.remove(slot)
             self._notify()

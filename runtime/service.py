@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -54,6 +54,8 @@ from mdl.runtime.trust import check_trusted
 from mdl.spec.footprint import DEFAULT_NUM_PARALLEL, estimate_bytes
 from mdl.spec.modelpack import template_format
 from mdl.spec.policy import Policy
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -145,8 +147,8 @@ class Service:
         if not request.prompt and not request.suffix:
             yield await self._preload(model, values, keep_alive, started)
             return
-        lease = await self._acquire(model, values)
-        try:
+
+        async def work(lease: Lease) -> AsyncGenerator[Event, None]:
             facts = lease.runner.facts
             prompt = await _render(
                 lambda budget: _generate_prompt(model, request, facts, budget),
@@ -162,8 +164,10 @@ class Service:
             async with aclosing(self._complete(lease, completion, started, None)) as events:
                 async for event in events:
                     yield event
-        finally:
-            self.scheduler.release(lease, keep_alive)
+
+        async with aclosing(await self._serve(model, values, keep_alive, work)) as events:
+            async for event in events:
+                yield event
 
     async def chat(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         started = time.perf_counter_ns()
@@ -174,8 +178,8 @@ class Service:
         if not request.messages:
             yield await self._preload(model, values, keep_alive, started)
             return
-        lease = await self._acquire(model, values)
-        try:
+
+        async def work(lease: Lease) -> AsyncGenerator[Event, None]:
             facts = lease.runner.facts
             prompt = await _render(lambda budget: _chat_prompt(model, request, facts, budget))
             completion = CompletionRequest(prompt, opts.sampling(values), format=request.format)
@@ -183,25 +187,28 @@ class Service:
             async with aclosing(self._complete(lease, completion, started, parser)) as events:
                 async for event in events:
                     yield event
-        finally:
-            self.scheduler.release(lease, keep_alive)
+
+        async with aclosing(await self._serve(model, values, keep_alive, work)) as events:
+            async for event in events:
+                yield event
 
     async def embed(self, request: EmbedRequest) -> EmbedResult:
         started = time.perf_counter_ns()
         model, values, keep_alive = await self._prepare(request)
-        lease = await self._acquire(model, values)
-        try:
+
+        async def work(lease: Lease) -> AsyncGenerator[EmbedResult, None]:
             result = (
                 await lease.runner.embed(request.inputs, request.truncate)
                 if request.inputs
                 else Embeddings((), 0)  # no input: only load the model, as Ollama does
             )
-        finally:
-            self.scheduler.release(lease, keep_alive)
-        if isinstance(result, Failed):
-            raise _error(result)
-        total = time.perf_counter_ns() - started
-        return EmbedResult(result.vectors, result.prompt_tokens, total, lease.load_ns)
+            if isinstance(result, Failed):
+                raise _error(result)
+            total = time.perf_counter_ns() - started
+            yield EmbedResult(result.vectors, result.prompt_tokens, total, lease.load_ns)
+
+        async with aclosing(await self._serve(model, values, keep_alive, work)) as answers:
+            return await anext(answers)
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -236,11 +243,24 @@ class Service:
         return Want(model.name, str(model.digest), spec, size)
 
     async def _acquire(self, model: ResolvedModel, values: opts.Values) -> Lease:
+        return await self.scheduler.acquire(await self._wanted(model, values))
+
+    async def _serve(
+        self,
+        model: ResolvedModel,
+        values: opts.Values,
+        keep_alive: float | None,
+        work: Callable[[Lease], AsyncGenerator[T, None]],
+    ) -> AsyncGenerator[T, None]:
+        """``work`` on the model's runner (``Scheduler.serve``: a runner found dead is replaced)."""
+        return self.scheduler.serve(await self._wanted(model, values), keep_alive, work)
+
+    async def _wanted(self, model: ResolvedModel, values: opts.Values) -> Want:
         refuse_speech(model)
         await check_trusted(model, self.policy)
         want = await offloop.blocking(self._want, model, values)  # stats the weights
         self.served[want.identity] = model
-        return await self.scheduler.acquire(want)
+        return want
 
     async def _preload(
         self, model: ResolvedModel, values: opts.Values, keep_alive: float | None, started: int

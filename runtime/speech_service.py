@@ -24,7 +24,7 @@ from mdl.runtime.errors import BadRequest, RuntimeFailure
 from mdl.runtime.models import ResolvedModel
 from mdl.runtime.ollama_models import capabilities
 from mdl.runtime.runner import Failed, LoadSpec
-from mdl.runtime.scheduler import Want
+from mdl.runtime.scheduler import Lease, Want
 from mdl.runtime.service import Service
 from mdl.runtime.speech import SAMPLE_RATE, Segment, Transcribed, TranscribeRequest
 from mdl.runtime.transcripts import Transcript
@@ -75,8 +75,8 @@ class SpeechService:
                 str(path), duration, request.language, request.prompt, request.temperature,
                 request.translate,
             )  # fmt: skip
-            lease = await self.service.scheduler.acquire(want)
-            try:
+
+            async def work(lease: Lease) -> AsyncGenerator[Segment | Transcript, None]:
                 runner = lease.runner
                 if not isinstance(runner, WhisperRunner):
                     raise RuntimeFailure(f"{model.name}: not served by a whisper runner")
@@ -98,8 +98,11 @@ class SpeechService:
                                 tuple(segments),
                                 request.temperature or 0.0,
                             )
-            finally:
-                self.service.scheduler.release(lease, keep_alive)
+
+            scheduler = self.service.scheduler
+            async with aclosing(scheduler.serve(want, keep_alive, work)) as answers:
+                async for answer in answers:
+                    yield answer
 
     def _want(self, model: ResolvedModel) -> Want:
         spec = LoadSpec(

@@ -4,7 +4,8 @@ The scheduler holds it like any runner (LRU, keep-alive, queueing, one request a
 answers ``complete`` and ``embed`` with a failure, though the service refuses such requests
 before they get here (``speech.refuse_speech``). A transcription closed early sends ``cancel``;
 the next one first reads what is left of the cancelled one. When the process dies, the request
-in flight fails with RunnerCrashed; ``wait_exited`` returns, and the scheduler forgets the model.
+in flight fails with RunnerCrashed (RunnerGone before its first event); ``wait_exited`` returns,
+and the scheduler forgets the model.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import AsyncGenerator, Sequence
 
 from mdl.runtime import spawn, speech, wire
 from mdl.runtime.channel import ServerChannel
-from mdl.runtime.errors import RunnerCrashed
+from mdl.runtime.errors import RunnerCrashed, RunnerGone
 from mdl.runtime.runner import (
     CompletionRequest,
     Embeddings,
@@ -62,12 +63,14 @@ class WhisperRunner:
         """Segments as whisper.cpp finishes them, then Transcribed (or Failed)."""
         await self._drain()
         if self.proc.returncode is not None:
-            raise RunnerCrashed(await self._exit_reason())
+            raise RunnerGone(await self._exit_reason())
         self.channel.send(speech.transcribe_message(request))
         self._unfinished = True
+        answered = False
         try:
             while True:
-                event = await self._next()
+                event = await self._next(answered)
+                answered = True
                 if not isinstance(event, Segment):
                     self._unfinished = False
                 yield event
@@ -99,11 +102,13 @@ class WhisperRunner:
             return wire.event(frame)
         return None
 
-    async def _next(self) -> SpeechEvent:
+    async def _next(self, answered: bool) -> SpeechEvent:
+        """The next event; RunnerGone if the worker ends before the request's first one."""
         frame = await self.channel.recv()
         if frame is None:
             self._unfinished = False
-            raise RunnerCrashed(f"{await self._exit_reason()} while transcribing")
+            crashed = RunnerCrashed if answered else RunnerGone
+            raise crashed(f"{await self._exit_reason()} while transcribing")
         if not isinstance(frame, dict):
             raise spawn.protocol_error(self.spec.name, frame)
         return speech.event(frame)
@@ -111,7 +116,7 @@ class WhisperRunner:
     async def _drain(self) -> None:
         """Read the rest of a cancelled transcription, up to its final event."""
         while self._unfinished:
-            if not isinstance(await self._next(), Segment):
+            if not isinstance(await self._next(answered=False), Segment):
                 self._unfinished = False
 
     async def _exit_reason(self) -> str:

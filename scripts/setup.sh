@@ -26,6 +26,7 @@ command -v uuidgen >/dev/null || missing+=(uuid-runtime)
 command -v chromium >/dev/null || missing+=(chromium)  # the web pages' browser tests
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)  # speaks the speech-to-text tests' WAVs
 command -v haproxy >/dev/null || missing+=(haproxy)  # the registry replicas' load balancer
+command -v ss >/dev/null || missing+=(iproute2)  # a test reads a stopped worker's socket queue
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]} (Debian packages)"
     made_policy=0

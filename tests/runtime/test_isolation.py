@@ -1,10 +1,13 @@
 """A worker killed mid-generation fails only its own request; the server and the other models
-keep serving, and the next request to the killed model loads it again."""
+keep serving, and the next request to the killed model loads it again; a request the worker died
+before answering runs again on a fresh one."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,10 +56,38 @@ def test_a_crash_before_the_first_token_is_a_clean_error(
     client: ollama.Client, served: Served
 ) -> None:
     client.generate(model="tiny-go", prompt="")
-    served.kill_worker("tiny-go:latest")
-    time.sleep(0.2)  # let the server notice
+    killed = served.kill_worker("tiny-go:latest")
+    # at once: the server may not have seen it die, then the request finds it gone and reloads
     answer = client.generate(model="tiny-go", prompt="hello", options={"num_predict": 3})
-    assert answer.eval_count == 3  # it was forgotten and loaded again
+    assert answer.eval_count == 3
+    assert served.workers()["tiny-go:latest"] != killed
+
+
+def unread_bytes(pid: int) -> int:
+    """Bytes waiting in the sockets of process ``pid`` that it has not read (ss's Recv-Q)."""
+    table = subprocess.run(["ss", "-xpnH"], capture_output=True, text=True, check=True).stdout
+    return sum(int(row.split()[2]) for row in table.splitlines() if f"pid={pid}," in row)
+
+
+def test_a_request_sent_to_a_worker_that_dies_unread_is_answered_by_a_fresh_one(
+    client: ollama.Client, served: Served
+) -> None:
+    client.generate(model="tiny-go", prompt="")
+    pid = served.workers()["tiny-go:latest"]
+    os.kill(pid, signal.SIGSTOP)  # alive to the server, but it reads nothing
+    answers: list[ollama.GenerateResponse] = []
+    asking = threading.Thread(
+        target=lambda: answers.append(
+            client.generate(model="tiny-go", prompt="hello", options={"num_predict": 3})
+        )
+    )
+    asking.start()
+    while not unread_bytes(pid) and asking.is_alive():  # the request is in its socket
+        pass
+    os.kill(pid, signal.SIGKILL)
+    asking.join(60)
+    assert answers and answers[0].eval_count == 3
+    assert served.workers()["tiny-go:latest"] != pid
 
 
 def test_a_model_that_fails_to_load_leaves_the_others_serving(

@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator, Sequence
 
 import pytest
 
-from mdl.runtime.errors import LoadFailed, OutOfMemory, ServerBusy
+from mdl.runtime.errors import LoadFailed, OutOfMemory, RunnerCrashed, RunnerGone, ServerBusy
 from mdl.runtime.runner import (
     CompletionRequest,
     Done,
@@ -18,8 +18,9 @@ from mdl.runtime.runner import (
     LoadSpec,
     ModelFacts,
     RunnerEvent,
+    Token,
 )
-from mdl.runtime.scheduler import Scheduler, Want
+from mdl.runtime.scheduler import Lease, Scheduler, Want
 
 pytestmark = pytest.mark.anyio
 
@@ -30,13 +31,20 @@ def anyio_backend() -> str:
 
 
 class Runner:
-    def __init__(self, spec: LoadSpec) -> None:
+    def __init__(self, spec: LoadSpec, dies: str = "") -> None:
         self.spec = spec
         self.facts = ModelFacts(512, "<s>", "</s>")
         self.closed = False
         self.exited = asyncio.Event()
+        self.dies = dies
+        """"before": dead before a request reaches it (not noticed yet); "during": after a token."""
 
     async def complete(self, request: CompletionRequest) -> AsyncGenerator[RunnerEvent, None]:
+        if self.dies == "before":
+            raise RunnerGone(f"{self.spec.name} was killed")
+        if self.dies == "during":
+            yield Token("half")
+            raise RunnerCrashed(f"{self.spec.name} was killed while generating")
         yield Done("stop")
 
     async def embed(self, texts: Sequence[str], truncate: bool) -> Embeddings | Failed:
@@ -51,16 +59,20 @@ class Runner:
 
 
 class Factory:
-    def __init__(self, fail: set[str] | None = None, delay: float = 0.0) -> None:
+    def __init__(
+        self, fail: set[str] | None = None, delay: float = 0.0, dies: Sequence[str] = ()
+    ) -> None:
         self.made: list[Runner] = []
         self.fail = fail or set()
         self.delay = delay
+        self.dies = list(dies)
+        """How the runners made first die (``Runner.dies``), in order."""
 
     async def __call__(self, spec: LoadSpec) -> Runner:
         await asyncio.sleep(self.delay)
         if spec.name in self.fail:
             raise LoadFailed(f"{spec.name}: broken")
-        runner = Runner(spec)
+        runner = Runner(spec, self.dies.pop(0) if self.dies else "")
         self.made.append(runner)
         return runner
 
@@ -169,6 +181,36 @@ async def test_a_runner_that_dies_is_forgotten_and_reloaded() -> None:
     assert names(scheduler) == []
     await use(scheduler, want("a"))
     assert len(factory.made) == 2 and names(scheduler) == ["a"]
+    await scheduler.close()
+
+
+async def events(scheduler: Scheduler, wanted: Want) -> list[RunnerEvent]:
+    async def work(lease: Lease) -> AsyncGenerator[RunnerEvent, None]:
+        async for event in lease.runner.complete(CompletionRequest("hi")):
+            yield event
+
+    return [event async for event in scheduler.serve(wanted, 60, work)]
+
+
+async def test_a_request_its_runner_never_answered_runs_once_more_on_a_fresh_one() -> None:
+    factory = Factory(dies=["before"])
+    scheduler = Scheduler(factory)
+    await use(scheduler, want("a"))
+    assert await events(scheduler, want("a")) == [Done("stop")]
+    assert len(factory.made) == 2 and names(scheduler) == ["a"]
+    assert scheduler.loaded()[0].runner is factory.made[1] and not factory.made[1].closed
+    await scheduler.close()
+
+
+async def test_only_once_and_only_if_nothing_was_answered() -> None:
+    factory = Factory(dies=["before", "before", "during"])
+    scheduler = Scheduler(factory)
+    with pytest.raises(RunnerGone, match="a was killed"):  # a request that kills every runner
+        await events(scheduler, want("a"))
+    assert len(factory.made) == 2 and names(scheduler) == []
+    with pytest.raises(RunnerCrashed, match="while generating"):  # it had a token: no retry
+        await events(scheduler, want("a"))
+    assert len(factory.made) == 3
     await scheduler.close()
 
 
