@@ -93,7 +93,12 @@ class OllamaAPI:
             model = self.service.served.get(slot.want.identity)
             if model is not None:
                 entry = describe.ps_entry(slot, model)
-                entry["sequences"] = {"busy": slot.gate.busy, "total": slot.gate.capacity}
+                busy = slot.gate.busy
+                entry["sequences"] = {
+                    "busy": busy,
+                    "total": slot.gate.capacity,
+                    "queued": slot.users - busy,
+                }
                 models.append(entry)
         return JSONResponse({"models": models})
 

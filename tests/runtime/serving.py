@@ -219,7 +219,7 @@ def standard_models(served: Served, models_dir: Path) -> None:
 
 
 def sequences(served: Served, model: str = "tiny:latest") -> dict[str, int]:
-    """``/api/ps``'s busy and total sequences of a loaded model."""
+    """``/api/ps``'s busy and total sequences of a loaded model, and the requests queued."""
     status, body = served.request("GET", "/api/ps")
     assert status == 200, body
     (entry,) = [m for m in body["models"] if m["name"] == model]

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import ollama
 import pytest
-from serving import Served, running, standard_models
+from serving import Served, running, sequences, standard_models, wait_for
 
 LONG = {"num_ctx": 32768, "num_predict": 30000}
 
@@ -111,7 +111,7 @@ def test_a_full_queue_answers_503(client: ollama.Client, served: Served) -> None
     same_runner = {"num_ctx": LONG["num_ctx"]}
     thread = threading.Thread(target=lambda: queued.append(answer(client, "tiny", **same_runner)))
     thread.start()
-    time.sleep(0.3)  # let it queue behind the running one (MDL_MAX_QUEUE=1)
+    wait_for(lambda: sequences(served)["queued"] == 1, "it to queue (MDL_MAX_QUEUE=1)")
     status, body = served.request(
         "POST", "/api/generate", {"model": "tiny", "prompt": "x", "options": LONG}
     )

@@ -119,7 +119,7 @@ def test_ps_counts_the_busy_sequences(served: Served) -> None:
         thread.start()
     try:
         reading.wait()
-        assert sequences(served) == {"busy": PARALLEL, "total": PARALLEL}
+        assert sequences(served) == {"busy": PARALLEL, "total": PARALLEL, "queued": 0}
     finally:
         leave.set()
         for thread in threads:

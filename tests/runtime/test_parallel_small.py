@@ -46,7 +46,7 @@ def test_a_disconnect_frees_its_sequence_for_the_next_request(one: Served) -> No
     thread.start()
     try:
         assert reading.wait(DEADLINE)
-        assert sequences(one) == {"busy": 1, "total": 1}
+        assert sequences(one) == {"busy": 1, "total": 1, "queued": 0}
     finally:
         leave.set()
         thread.join(DEADLINE)
@@ -82,6 +82,6 @@ def test_one_sequence_serves_requests_one_after_another(one: Served) -> None:
             )
         )
         assert all(a.done and a.eval_count == 6 for a in answers)
-        assert sequences(one) == {"busy": 0, "total": 1}
+        assert sequences(one) == {"busy": 0, "total": 1, "queued": 0}
         alone = [client.generate(model="tiny", prompt=p, options={"num_predict": 6}) for p in "abc"]
     assert [a.response for a in answers] == [a.response for a in alone]
