@@ -14,7 +14,7 @@ from pathlib import Path
 import ollama
 import pytest
 from ggufs import gguf_bytes, gguf_string
-from serving import Served
+from serving import Served, wait_for
 
 LONG = {"temperature": 0, "num_ctx": 16384, "num_predict": 15000}
 
@@ -82,8 +82,7 @@ def test_a_request_sent_to_a_worker_that_dies_unread_is_answered_by_a_fresh_one(
         )
     )
     asking.start()
-    while not unread_bytes(pid) and asking.is_alive():  # the request is in its socket
-        pass
+    wait_for(lambda: unread_bytes(pid) > 0, "the request to sit unread in the worker's socket")
     os.kill(pid, signal.SIGKILL)
     asking.join(60)
     assert answers and answers[0].eval_count == 3
