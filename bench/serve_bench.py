@@ -15,6 +15,7 @@ template), and times are wall clock as the client sees them.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -37,7 +38,8 @@ from mdl.spec.footprint import DEFAULT_NUM_PARALLEL
 NAME = "serve"
 MIN_ROUNDS = 25
 """One request's TTFT here moves by ±40 ms from round to round, against a 10 ms goal: 9 rounds
-gave medians of the differences from +4.8 to +26 ms on the same code, 25 rounds +8.7 ms."""
+gave medians of the differences from +4.8 to +26 ms on the same code, 25 rounds +8.7 and
++12.5 ms."""
 DECODE_TOKENS = 128
 ANSWER_TOKENS = 16
 NUM_CTX = 4096
@@ -76,9 +78,14 @@ def run(options: Options) -> FamilyResult:
     )
     # The answer contenders unload and reload their model, which empties its sequences' caches:
     # on the streaming server that would make mdl evaluate the template's first tokens that
-    # the direct Llama keeps from its previous prompt (4 of 32 tokens, 20-30 ms here).
-    server, answers = Server(home), Server(home)
-    try:
+    # the direct Llama keeps from its previous prompt (3 of 32 tokens, 20-30 ms here).
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(loop.close)
+        cleanup.callback(direct.close)
+        server = Server(home)
+        cleanup.callback(server.stop)
+        answers = Server(home)
+        cleanup.callback(answers.stop)
         for subject in SUBJECTS[:DEFAULT_NUM_PARALLEL]:  # every sequence holds a prompt, as
             server.call(_warm_up(subject))  # the direct Llama does from its first call on
         answers.call({"model": "smollm2", "prompt": "", "keep_alive": -1})  # load it
@@ -107,11 +114,6 @@ def run(options: Options) -> FamilyResult:
         ]
         run_interleaved(contenders, rounds)
         load_ns = answers.last_load_ns
-    finally:
-        server.stop()
-        answers.stop()
-        direct.close()
-        loop.close()
     return _result(timings, rounds, threads, load_ns)
 
 
